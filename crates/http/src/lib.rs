@@ -1,0 +1,183 @@
+//! The HTTP API: InfluxDB-compatible line-protocol writes (`/write`, `/api/v2/write`,
+//! `/api/v3/write_lp`), `/ping` and `/health`.
+//!
+//! This layer only speaks HTTP: it reads and inflates bodies within the size limit, maps
+//! each API's parameters onto one write call of the storage engine, and turns outcomes into
+//! the status codes and JSON bodies InfluxDB clients expect. Everything it refuses gets a
+//! JSON body that says why.
+
+mod body;
+mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chronosdb_storage::{Engine, Precision};
+use serde::Deserialize;
+
+pub use error::ApiError;
+
+/// The version reported to clients in `/ping` and `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body, after decompression.
+    pub max_request_bytes: usize,
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    config: HttpConfig,
+}
+
+/// The router of every endpoint.
+pub fn router(engine: Arc<Engine>, config: HttpConfig) -> Router {
+    Router::new()
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/api/v3/write_lp", post(write_v3))
+        .route("/ping", get(ping).head(ping))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(AppState { engine, config })
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    config: HttpConfig,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine, config)).await
+}
+
+#[derive(Debug, Deserialize)]
+struct V1Params {
+    db: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V2Params {
+    bucket: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V3Params {
+    db: Option<String>,
+    precision: Option<String>,
+    accept_partial: Option<bool>,
+}
+
+async fn write_v1(
+    State(state): State<AppState>,
+    Query(params): Query<V1Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let db = required(params.db, "db")?;
+    write(&state, &db, params.precision, true, &headers, body).await
+}
+
+async fn write_v2(
+    State(state): State<AppState>,
+    Query(params): Query<V2Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // A v2 bucket may carry a retention policy suffix ("db/rp"); the database is before it.
+    let bucket = required(params.bucket, "bucket")?;
+    let db = bucket.split('/').next().unwrap_or(&bucket).to_string();
+    write(&state, &db, params.precision, true, &headers, body).await
+}
+
+async fn write_v3(
+    State(state): State<AppState>,
+    Query(params): Query<V3Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let db = required(params.db, "db")?;
+    let partial = params.accept_partial.unwrap_or(true);
+    write(&state, &db, params.precision, partial, &headers, body).await
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::bad_request(format!(
+            "missing query parameter \"{name}\": say which database to write to"
+        ))),
+    }
+}
+
+async fn write(
+    state: &AppState,
+    db: &str,
+    precision: Option<String>,
+    accept_partial: bool,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let precision: Precision = precision.as_deref().unwrap_or("ns").parse().map_err(
+        |e: chronosdb_line_protocol::PrecisionError| ApiError::bad_request(e.to_string()),
+    )?;
+    body::check_content_type(headers)?;
+    let bytes = body::read_body(body, headers, state.config.max_request_bytes).await?;
+    let outcome = state
+        .engine
+        .write_lp(db, &bytes, precision, accept_partial)
+        .await
+        .map_err(ApiError::from_storage)?;
+    if outcome.rejected.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Err(ApiError::partial_write(
+        outcome.lines_written,
+        &outcome.rejected,
+        accept_partial,
+    ))
+}
+
+async fn ping() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert("X-Influxdb-Version", HeaderValue::from_static(VERSION));
+    headers.insert("X-Influxdb-Build", HeaderValue::from_static("chronosdb"));
+    headers.insert("X-Chronosdb-Version", HeaderValue::from_static(VERSION));
+    response
+}
+
+async fn health() -> Response {
+    let body = serde_json::json!({
+        "name": "chronosdb",
+        "message": "ready for queries and writes",
+        "status": "pass",
+        "checks": [],
+        "version": VERSION,
+        "commit": "",
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not found",
+        "no such endpoint; writes go to /write, /api/v2/write or /api/v3/write_lp",
+    )
+}

@@ -1,0 +1,93 @@
+//! Maps engine errors onto PostgreSQL SQLSTATE codes.
+//!
+//! Drivers and tools branch on SQLSTATE (an ORM retries on one, a BI tool shows "table not
+//! found" on another), so every DataFusion error leaves as the code PostgreSQL would send
+//! for the same mistake, with DataFusion's message kept as the text.
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+use pgwire::api::{ClientInfo, ErrorHandler};
+use pgwire::error::{ErrorInfo, PgWireError};
+
+pub struct SqlStateErrors;
+
+impl ErrorHandler for SqlStateErrors {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        let PgWireError::ApiError(inner) = error else {
+            return;
+        };
+        let (code, message) = if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+            (sqlstate(e), clean_message(e))
+        } else if inner.downcast_ref::<ParserError>().is_some() {
+            ("42601", inner.to_string())
+        } else {
+            ("XX000", inner.to_string())
+        };
+        tracing::debug!(code, %message, "query failed");
+        *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            code.into(),
+            message,
+        )));
+    }
+}
+
+/// The SQLSTATE for a DataFusion error.
+pub fn sqlstate(error: &DataFusionError) -> &'static str {
+    let root = error.find_root();
+    let text = root.to_string();
+    match root {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::SchemaError(..) => {
+            if text.contains("No field named") || text.contains("not found") {
+                "42703"
+            } else {
+                "42P01"
+            }
+        }
+        DataFusionError::Plan(msg) => {
+            if msg.contains("table") && msg.contains("not found") {
+                "42P01"
+            } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+                "42883"
+            } else if msg.contains("Cannot infer common") || msg.contains("Cannot coerce") {
+                "42804"
+            } else {
+                "42000"
+            }
+        }
+        DataFusionError::ArrowError(e, _) => {
+            let s = e.to_string();
+            if s.contains("Divide by zero") {
+                "22012"
+            } else if s.contains("Cast error") || s.contains("Parser error") {
+                "22P02"
+            } else {
+                "XX000"
+            }
+        }
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        _ => "XX000",
+    }
+}
+
+fn clean_message(error: &DataFusionError) -> String {
+    error.find_root().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let e = DataFusionError::Plan("table 'db.public.nope' not found".into());
+        assert_eq!(sqlstate(&e), "42P01");
+        let e = DataFusionError::NotImplemented("x".into());
+        assert_eq!(sqlstate(&e), "0A000");
+    }
+}

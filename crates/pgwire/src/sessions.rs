@@ -1,0 +1,88 @@
+//! One `datafusion-postgres` session service per database, made on first use.
+//!
+//! A service wraps a DataFusion `SessionContext` whose default catalog is the database,
+//! with `pg_catalog` installed; connections to the same database share it (their own
+//! settings, such as `TimeZone`, live in the connection's metadata).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chronosdb_query::{QueryEngine, QueryError};
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::DfSessionService;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
+use parking_lot::Mutex;
+use pgwire::api::{ClientInfo, METADATA_DATABASE};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+
+pub struct Sessions {
+    query: QueryEngine,
+    services: Mutex<HashMap<String, Arc<DfSessionService>>>,
+    describer: Arc<DfSessionService>,
+}
+
+impl Sessions {
+    pub fn new(query: QueryEngine) -> Self {
+        Self {
+            query,
+            services: Mutex::new(HashMap::new()),
+            describer: Arc::new(DfSessionService::new(Arc::new(SessionContext::new()))),
+        }
+    }
+
+    /// A service for describing planned statements (it needs no database).
+    pub fn describer(&self) -> &Arc<DfSessionService> {
+        &self.describer
+    }
+
+    /// The service of the client's database, or 3D000 if it does not exist.
+    pub fn for_client<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<Arc<DfSessionService>> {
+        let database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(service) = self.services.lock().get(&database) {
+            return Ok(service.clone());
+        }
+        let ctx = match self.query.session_for(&database) {
+            Ok(ctx) => ctx,
+            Err(QueryError::DatabaseNotFound(db)) => {
+                let existing: Vec<String> = self
+                    .query
+                    .engine()
+                    .catalog()
+                    .snapshot()
+                    .databases
+                    .keys()
+                    .cloned()
+                    .collect();
+                let hint = if existing.is_empty() {
+                    "no database exists yet: write a point over HTTP to create one".to_string()
+                } else {
+                    format!("existing databases: {}", existing.join(", "))
+                };
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "3D000".into(),
+                    format!(
+                        "database \"{db}\" does not exist; connect with -d <database> ({hint})"
+                    ),
+                ))));
+            }
+            Err(e) => return Err(PgWireError::ApiError(Box::new(e))),
+        };
+        setup_pg_catalog(&ctx, &database, EmptyContextProvider)
+            .map_err(|e| PgWireError::ApiError(e))?;
+        let service = Arc::new(DfSessionService::new(Arc::new(ctx)));
+        self.services
+            .lock()
+            .entry(database)
+            .or_insert(service.clone());
+        Ok(service)
+    }
+}

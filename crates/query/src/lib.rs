@@ -1,0 +1,72 @@
+//! SQL over chronosdb with DataFusion: a catalog per database whose tables are
+//! [`table::ChronosTable`]s, and the session set-up every front end (pgwire, HTTP) shares.
+
+pub mod catalog;
+pub mod table;
+
+use std::sync::Arc;
+
+use chronosdb_storage::Engine;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use url::Url;
+
+pub use catalog::DatabaseCatalog;
+
+/// Errors of the query layer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("database \"{0}\" does not exist; write a point to it to create it")]
+    DatabaseNotFound(String),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+/// Builds DataFusion sessions over the storage engine.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    engine: Arc<Engine>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl QueryEngine {
+    pub fn new(engine: Arc<Engine>) -> Result<Self, QueryError> {
+        let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
+        let url = Url::parse(table::STORE_URL)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        runtime.register_object_store(&url, engine.object_store());
+        Ok(Self { engine, runtime })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Whether `database` exists.
+    pub fn has_database(&self, database: &str) -> bool {
+        self.engine
+            .catalog()
+            .snapshot()
+            .database(database)
+            .is_some()
+    }
+
+    /// A session whose default catalog is `database` (schema `public`), with
+    /// `information_schema` enabled. The caller adds front-end specifics (pg_catalog).
+    pub fn session_for(&self, database: &str) -> Result<SessionContext, QueryError> {
+        if !self.has_database(database) {
+            return Err(QueryError::DatabaseNotFound(database.to_string()));
+        }
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(database, "public")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        ctx.register_catalog(
+            database,
+            Arc::new(DatabaseCatalog::new(self.engine.clone(), database)),
+        );
+        Ok(ctx)
+    }
+}

@@ -1,0 +1,385 @@
+//! The `TableProvider` of one chronosdb table: the write buffer plus the table's Parquet
+//! files, pruned by time before any file is opened.
+//!
+//! Rows are unique per (series, time) in what a query sees. Each Parquet file is merged
+//! when it is written; the buffer and files whose time ranges overlap another chunk may
+//! hold the same point twice, so such chunks are merged again here, with the same rule as
+//! persistence (last write wins per field). Chunks that overlap nothing are scanned as
+//! they are, with projection and predicates pushed into the Parquet reader.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
+use chronosdb_storage::Engine;
+use chronosdb_storage::persist::sort_and_merge;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+
+/// The URL under which the engine's object store is registered with DataFusion.
+pub const STORE_URL: &str = "chronosdb://store/";
+
+/// One table of one database.
+#[derive(Debug)]
+pub struct ChronosTable {
+    engine: Arc<Engine>,
+    database: String,
+    name: String,
+    schema: SchemaRef,
+}
+
+impl ChronosTable {
+    pub fn new(engine: Arc<Engine>, database: &str, name: &str, schema: &TableSchema) -> Self {
+        Self {
+            engine,
+            database: database.to_string(),
+            name: name.to_string(),
+            schema: schema.arrow_schema(),
+        }
+    }
+}
+
+/// A piece of a table's data with its time range.
+enum Chunk {
+    File(ParquetFile),
+    Buffer(Vec<RecordBatch>, i64, i64),
+}
+
+impl Chunk {
+    fn range(&self) -> (i64, i64) {
+        match self {
+            Chunk::File(f) => (f.min_time, f.max_time),
+            Chunk::Buffer(_, lo, hi) => (*lo, *hi),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ChronosTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Used for pruning only; DataFusion still applies every filter on top.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self
+            .engine
+            .table_snapshot(&self.database, &self.name)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let Some(snapshot) = snapshot else {
+            return empty_plan(&self.schema, projection);
+        };
+        // The table may have gained columns since this provider was made.
+        let schema = snapshot.schema.arrow_schema();
+        let projection = projection.cloned();
+        let bounds = TimeBounds::from_filters(filters);
+
+        let mut chunks: Vec<Chunk> = snapshot
+            .files
+            .into_iter()
+            .filter(|f| bounds.overlaps(f.min_time, f.max_time))
+            .map(Chunk::File)
+            .collect();
+        if !snapshot.buffered.is_empty() {
+            let (lo, hi) = buffered_range(&snapshot.buffered);
+            if bounds.overlaps(lo, hi) {
+                chunks.push(Chunk::Buffer(snapshot.buffered, lo, hi));
+            }
+        }
+
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(expr) => {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                Some(state.create_physical_expr(expr, &df_schema)?)
+            }
+            None => None,
+        };
+
+        let mut plain_files = Vec::new();
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        for group in overlap_groups(chunks) {
+            let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(..));
+            if !needs_merge {
+                if let Some(Chunk::File(f)) = group.into_iter().next() {
+                    plain_files.push(f);
+                }
+                continue;
+            }
+            let mut batches = Vec::new();
+            let mut files = Vec::new();
+            for chunk in group {
+                match chunk {
+                    Chunk::File(f) => files.push(f),
+                    Chunk::Buffer(b, _, _) => {
+                        // Files are older than the buffer: read them first.
+                        if !files.is_empty() {
+                            let plan =
+                                parquet_plan(&schema, std::mem::take(&mut files), None, None)?;
+                            batches.extend(
+                                datafusion::physical_plan::collect(plan, state.task_ctx()).await?,
+                            );
+                        }
+                        batches.extend(b);
+                    }
+                }
+            }
+            if !files.is_empty() {
+                let plan = parquet_plan(&schema, files, None, None)?;
+                batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
+            }
+            batches.retain(|b| b.num_rows() > 0);
+            if batches.is_empty() {
+                continue;
+            }
+            let merged = merge_chunks(&batches, &snapshot.schema)?;
+            plans.push(MemorySourceConfig::try_new_exec(
+                &[vec![merged]],
+                schema.clone(),
+                projection.clone(),
+            )?);
+        }
+        if !plain_files.is_empty() {
+            plans.push(parquet_plan(
+                &schema,
+                plain_files,
+                projection.clone(),
+                predicate,
+            )?);
+        }
+        match plans.len() {
+            0 => empty_plan(&schema, projection.as_ref()),
+            1 => Ok(plans.remove(0)),
+            _ => UnionExec::try_new(plans),
+        }
+    }
+}
+
+fn merge_chunks(batches: &[RecordBatch], schema: &TableSchema) -> Result<RecordBatch> {
+    let arrow_schema = schema.arrow_schema();
+    let all = datafusion::arrow::compute::concat_batches(&arrow_schema, batches)?;
+    sort_and_merge(&all, schema)
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+}
+
+fn empty_plan(
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(MemorySourceConfig::try_new_exec(
+        &[vec![]],
+        schema.clone(),
+        projection.cloned(),
+    )?)
+}
+
+fn parquet_plan(
+    schema: &SchemaRef,
+    files: Vec<ParquetFile>,
+    projection: Option<Vec<usize>>,
+    predicate: Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut source = ParquetSource::new(schema.clone()).with_enable_page_index(true);
+    if let Some(predicate) = predicate {
+        source = source.with_predicate(predicate);
+    }
+    let group: Vec<PartitionedFile> = files
+        .into_iter()
+        .map(|f| PartitionedFile::new(f.path, f.size_bytes))
+        .collect();
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+        .with_file_groups(split_groups(group))
+        .with_projection_indices(projection)?
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
+
+/// Spreads files over two groups so both cores read in parallel.
+fn split_groups(files: Vec<PartitionedFile>) -> Vec<FileGroup> {
+    let parallelism = 2.min(files.len()).max(1);
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parallelism];
+    for (i, f) in files.into_iter().enumerate() {
+        groups[i % parallelism].push(f);
+    }
+    groups.into_iter().map(FileGroup::new).collect()
+}
+
+fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
+    let mut lo = i64::MAX;
+    let mut hi = i64::MIN;
+    for b in batches {
+        if let Some((l, h)) = chronosdb_storage::buffer::time_range(b) {
+            lo = lo.min(l);
+            hi = hi.max(h);
+        }
+    }
+    (lo, hi)
+}
+
+/// Groups chunks whose time ranges overlap (transitively), each group in write order.
+fn overlap_groups(mut chunks: Vec<Chunk>) -> Vec<Vec<Chunk>> {
+    // Write order: files by id, then the buffer.
+    let order = |c: &Chunk| match c {
+        Chunk::File(f) => f.id,
+        Chunk::Buffer(..) => u64::MAX,
+    };
+    let mut by_start: Vec<usize> = (0..chunks.len()).collect();
+    by_start.sort_by_key(|i| chunks[*i].range().0);
+    let mut group_of = vec![0usize; chunks.len()];
+    let mut groups = 0;
+    let mut current_end = i64::MIN;
+    for (n, i) in by_start.iter().enumerate() {
+        let (lo, hi) = chunks[*i].range();
+        if n == 0 || lo > current_end {
+            groups += 1;
+            current_end = hi;
+        } else {
+            current_end = current_end.max(hi);
+        }
+        group_of[*i] = groups - 1;
+    }
+    let mut out: Vec<Vec<Chunk>> = (0..groups).map(|_| Vec::new()).collect();
+    let mut indexed: Vec<(usize, Chunk)> = chunks.drain(..).enumerate().collect();
+    indexed.sort_by_key(|(_, c)| order(c));
+    for (i, chunk) in indexed {
+        out[group_of[i]].push(chunk);
+    }
+    out
+}
+
+/// Inclusive time bounds implied by a query's filters on `time`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeBounds {
+    pub min: i64,
+    pub max: i64,
+}
+
+impl TimeBounds {
+    pub fn from_filters(filters: &[Expr]) -> Self {
+        let mut bounds = TimeBounds {
+            min: i64::MIN,
+            max: i64::MAX,
+        };
+        for f in filters {
+            bounds.narrow(f);
+        }
+        bounds
+    }
+
+    fn overlaps(&self, lo: i64, hi: i64) -> bool {
+        lo <= self.max && hi >= self.min
+    }
+
+    fn narrow(&mut self, expr: &Expr) {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                if *op == Operator::And {
+                    self.narrow(left);
+                    self.narrow(right);
+                    return;
+                }
+                let (op, value) = match (time_column(left), timestamp_literal(right)) {
+                    (true, Some(v)) => (*op, v),
+                    _ => match (timestamp_literal(left), time_column(right)) {
+                        (Some(v), true) => match op.swap() {
+                            Some(op) => (op, v),
+                            None => return,
+                        },
+                        _ => return,
+                    },
+                };
+                match op {
+                    Operator::Gt => self.min = self.min.max(value.saturating_add(1)),
+                    Operator::GtEq => self.min = self.min.max(value),
+                    Operator::Lt => self.max = self.max.min(value.saturating_sub(1)),
+                    Operator::LtEq => self.max = self.max.min(value),
+                    Operator::Eq => {
+                        self.min = self.min.max(value);
+                        self.max = self.max.min(value);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(between) if !between.negated && time_column(&between.expr) => {
+                if let (Some(lo), Some(hi)) = (
+                    timestamp_literal(&between.low),
+                    timestamp_literal(&between.high),
+                ) {
+                    self.min = self.min.max(lo);
+                    self.max = self.max.min(hi);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn time_column(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// A timestamp literal in nanoseconds, whatever unit the planner gave it.
+fn timestamp_literal(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(Some(v), None))
+    }
+
+    #[test]
+    fn bounds_from_filters() {
+        let filters = vec![
+            col("time").gt_eq(ts(10)).and(col("time").lt(ts(20))),
+            col("host").eq(lit("a")),
+        ];
+        assert_eq!(
+            TimeBounds::from_filters(&filters),
+            TimeBounds { min: 10, max: 19 }
+        );
+        let flipped = vec![ts(5).lt(col("time"))];
+        assert_eq!(TimeBounds::from_filters(&flipped).min, 6);
+    }
+}

@@ -1,0 +1,171 @@
+//! The `chronosdb` binary: `serve` runs a node; `bench` loads the TSBS devops data set
+//! into a running server over HTTP and reports the ingest rate.
+
+mod bench;
+mod config;
+mod store;
+
+use std::sync::Arc;
+
+use chronosdb_http::HttpConfig;
+use chronosdb_pgwire::PgFrontend;
+use chronosdb_query::QueryEngine;
+use chronosdb_storage::{Engine, EngineConfig};
+use clap::{Parser, Subcommand};
+
+/// Errors that stop the server at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] chronosdb_storage::StorageError),
+    #[error(transparent)]
+    Query(#[from] chronosdb_query::QueryError),
+    #[error("{0}")]
+    Bench(String),
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chronosdb",
+    version,
+    about = "A time-series database that speaks InfluxDB line protocol and PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a chronosdb node: HTTP line-protocol ingest and the PostgreSQL wire protocol.
+    Serve(config::ServeArgs),
+    /// Generate the TSBS devops cpu-only data set and load it into a server over HTTP.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .map_err(|e| ServerError::Config(format!("invalid --log filter: {e}")))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        ServerError::Config(format!(
+            "cannot create data directory {}: {e}",
+            args.data_dir.display()
+        ))
+    })?;
+    let object_store = store::build(args.object_store.as_deref(), &args.data_dir)?;
+    let engine = Engine::open(EngineConfig {
+        wal_dir: args.data_dir.join("wal"),
+        object_store,
+        wal_flush_interval: args.wal_flush_interval,
+        persist_buffer_bytes: args.buffer_size,
+        persist_max_age: args.persist_interval,
+    })
+    .await?;
+    let http = tokio::net::TcpListener::bind(args.http_bind)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: args.http_bind,
+            source,
+        })?;
+    let pg = tokio::net::TcpListener::bind(args.pg_bind)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: args.pg_bind,
+            source,
+        })?;
+    let http_addr = http.local_addr().map_err(|source| ServerError::Bind {
+        addr: args.http_bind,
+        source,
+    })?;
+    let pg_addr = pg.local_addr().map_err(|source| ServerError::Bind {
+        addr: args.pg_bind,
+        source,
+    })?;
+    let frontend = Arc::new(PgFrontend::new(QueryEngine::new(engine.clone())?));
+    // Tests and scripts read this line to find the ports.
+    println!(
+        "chronosdb listening: http={http_addr} pg={pg_addr} data_dir={}",
+        args.data_dir.display()
+    );
+    tracing::info!(%http_addr, %pg_addr, "chronosdb is ready");
+    let http_config = HttpConfig {
+        max_request_bytes: args.max_request_size,
+    };
+    tokio::select! {
+        r = chronosdb_http::serve(http, engine.clone(), http_config) => {
+            r.map_err(|source| ServerError::Bind { addr: http_addr, source })?;
+        }
+        r = chronosdb_pgwire::serve(pg, frontend) => {
+            r.map_err(|source| ServerError::Bind { addr: pg_addr, source })?;
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: persisting the write buffer");
+            if let Err(e) = engine.persist().await {
+                tracing::warn!(error = %e, "persist at shutdown failed; the WAL still holds every write");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,139 @@
+//! A `chronosdb serve` process for tests, and clients to talk to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running server; killed when dropped.
+pub struct TestServer {
+    child: Child,
+    pub http: String,
+    pub pg_port: u16,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` with extra flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> TestServer {
+        Self::start_env(data_dir, extra, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chronosdb"))
+            .envs(env.iter().copied())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-bind", "127.0.0.1:0", "--pg-bind", "127.0.0.1:0"])
+            .args(["--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chronosdb");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        assert!(
+            line.starts_with("chronosdb listening:"),
+            "server did not start: {line:?}"
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .expect("address in the listening line")
+                .to_string()
+        };
+        let pg = field("pg");
+        let pg_port = pg.rsplit(':').next().expect("port").parse().expect("port");
+        TestServer {
+            child,
+            http: format!("http://{}", field("http")),
+            pg_port,
+        }
+    }
+
+    pub fn start(data_dir: &Path) -> TestServer {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// POSTs a body to a path; returns status and response text.
+    pub async fn post(
+        &self,
+        path_and_query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String) {
+        self.post_with(path_and_query, body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path_and_query: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path_and_query}", self.http))
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Writes line protocol with the v1 API and asserts 204.
+    pub async fn write(&self, db: &str, body: &str) {
+        let (status, text) = self
+            .post(&format!("/write?db={db}"), body.to_string())
+            .await;
+        assert_eq!(status, 204, "write failed: {text}");
+    }
+
+    /// A tokio-postgres connection to `db`.
+    pub async fn pg(&self, db: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.pg_port)
+            .user("test")
+            .dbname(db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("pgwire connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,184 @@
+//! HTTP ingest: the three write APIs, ping and health, and every way a write is refused.
+
+use std::io::Write;
+
+use crate::common::TestServer;
+
+async fn count(server: &TestServer, db: &str, table: &str) -> i64 {
+    let client = server.pg(db).await;
+    let row = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count");
+    row.get(0)
+}
+
+#[tokio::test]
+async fn three_write_apis_ping_and_health() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let (s, t) = server
+        .post("/write?db=v1&precision=s", "cpu,host=a v=1 1700000000")
+        .await;
+    assert_eq!(s, 204, "{t}");
+    let (s, t) = server
+        .post(
+            "/api/v2/write?bucket=v1&org=x&precision=ms",
+            "cpu,host=b v=2 1700000000000",
+        )
+        .await;
+    assert_eq!(s, 204, "{t}");
+    let (s, t) = server
+        .post(
+            "/api/v3/write_lp?db=v1&precision=us",
+            "cpu,host=c v=3 1700000000000000",
+        )
+        .await;
+    assert_eq!(s, 204, "{t}");
+    assert_eq!(count(&server, "v1", "cpu").await, 3);
+
+    let client = reqwest::Client::new();
+    let ping = client
+        .get(format!("{}/ping", server.http))
+        .send()
+        .await
+        .expect("ping");
+    assert_eq!(ping.status().as_u16(), 204);
+    assert!(ping.headers().contains_key("x-influxdb-version"));
+    let head = client
+        .head(format!("{}/ping", server.http))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status().as_u16(), 204);
+    let health = client
+        .get(format!("{}/health", server.http))
+        .send()
+        .await
+        .expect("health")
+        .text()
+        .await
+        .expect("text");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(health["status"], "pass");
+}
+
+#[tokio::test]
+async fn bad_lines_are_named_and_good_lines_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server.write("db", "cpu,host=a usage=1.5 1").await;
+    let body =
+        "cpu,host=b usage=2 2\ncpu,host=c usage=\"high\" 3\n\ncpu,host=d usage=4 4\nnot a line";
+    let (status, text) = server.post("/write?db=db", body.to_string()).await;
+    assert_eq!(status, 400);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json body");
+    let errors = json["errors"].as_array().expect("errors");
+    let lines: Vec<i64> = errors
+        .iter()
+        .map(|e| e["line"].as_i64().expect("line"))
+        .collect();
+    assert_eq!(lines, vec![2, 5]);
+    let conflict = errors[0]["message"].as_str().expect("message");
+    assert!(
+        conflict.contains("usage") && conflict.contains("float") && conflict.contains("string"),
+        "{conflict}"
+    );
+    assert_eq!(json["lines_written"], 2, "{text}");
+    assert_eq!(count(&server, "db", "cpu").await, 3);
+
+    let invalid_utf8: Vec<u8> = b"cpu,host=\xff usage=1 9\ncpu,host=e usage=5 10".to_vec();
+    let (status, text) = server.post("/write?db=db", invalid_utf8).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("UTF-8"), "{text}");
+    assert_eq!(count(&server, "db", "cpu").await, 4);
+}
+
+#[tokio::test]
+async fn refused_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(dir.path(), &["--max-request-size", "1KiB"]);
+    // No database.
+    let (s, t) = server.post("/write", "cpu v=1").await;
+    assert_eq!(s, 400);
+    assert!(t.contains("db"), "{t}");
+    // Bad precision.
+    let (s, t) = server
+        .post("/write?db=x&precision=fortnight", "cpu v=1")
+        .await;
+    assert_eq!(s, 400);
+    assert!(t.contains("precision"), "{t}");
+    // Too large, plain and as a gzip bomb that inflates past the limit.
+    let big = "cpu v=1\n".repeat(200);
+    let (s, _) = server.post("/write?db=x", big.clone()).await;
+    assert_eq!(s, 413);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'a'; 10 << 20]).expect("gzip");
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 1024 * 16);
+    let (s, _) = server
+        .post_with("/write?db=x", bomb, &[("Content-Encoding", "gzip")])
+        .await;
+    assert_eq!(s, 413);
+    // Valid gzip within the limit.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"cpu,host=z v=1 1\ncpu,host=z v=2 2")
+        .expect("gzip");
+    let (s, t) = server
+        .post_with(
+            "/write?db=x",
+            gz.finish().expect("gzip"),
+            &[("Content-Encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(s, 204, "{t}");
+    // Corrupt gzip, JSON content type, unknown encoding.
+    let (s, _) = server
+        .post_with(
+            "/write?db=x",
+            b"not gzip".to_vec(),
+            &[("Content-Encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = server
+        .post_with("/write?db=x", "{}", &[("Content-Type", "application/json")])
+        .await;
+    assert_eq!(s, 415);
+    let (s, _) = server
+        .post_with("/write?db=x", "cpu v=1", &[("Content-Encoding", "br")])
+        .await;
+    assert_eq!(s, 415);
+    // v3 with accept_partial=false writes nothing when a line is bad.
+    let (s, t) = server
+        .post(
+            "/api/v3/write_lp?db=x&accept_partial=false",
+            "cpu,host=y v=1 5\ncpu v=oops 6",
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(t.contains("nothing written"), "{t}");
+    assert_eq!(count(&server, "x", "cpu").await, 2);
+    // The server is still healthy after all of that.
+    server.write("x", "cpu,host=w v=3 7").await;
+    assert_eq!(count(&server, "x", "cpu").await, 3);
+}
+
+#[tokio::test]
+async fn client_hanging_up_mid_body_loses_nothing_acknowledged() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server.write("db", "cpu,host=a v=1 1").await;
+    let addr = server.http.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /write?db=db HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\ncpu,host=b v=2 2\n")
+        .await
+        .expect("send");
+    drop(stream);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(count(&server, "db", "cpu").await, 1);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: each starts the real `chronosdb` binary on ephemeral loopback ports
+//! and talks to it over HTTP and pgwire, as users and their clients do.
+
+mod common;
+mod compat;
+mod crash;
+mod ingest;
+mod query;
+mod slt;

@@ -1,0 +1,218 @@
+//! SQL over pgwire: types, NULLs, parameters, SQLSTATEs, persistence across restarts,
+//! merging of rewritten points, and psql's meta-commands.
+
+use std::time::SystemTime;
+
+use crate::common::TestServer;
+
+#[tokio::test]
+async fn types_nulls_and_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write(
+            "db",
+            "m,host=a f=1.5,i=-3i,u=18446744073709551615u,s=\"hi\",b=true 1000000000\nm,host=b f=2.5 2000000000",
+        )
+        .await;
+    let client = server.pg("db").await;
+    let rows = client
+        .query("SELECT time, host, f, i, u, s, b FROM m ORDER BY time", &[])
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 2);
+    let columns = rows[0].columns();
+    let types: Vec<&str> = columns.iter().map(|c| c.type_().name()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "timestamp",
+            "text",
+            "float8",
+            "int8",
+            "numeric",
+            "text",
+            "bool"
+        ]
+    );
+    let t: SystemTime = rows[0].get(0);
+    assert_eq!(
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .expect("epoch")
+            .as_secs(),
+        1
+    );
+    assert_eq!(rows[0].get::<_, &str>(1), "a");
+    assert_eq!(rows[0].get::<_, f64>(2), 1.5);
+    assert_eq!(rows[0].get::<_, i64>(3), -3);
+    assert_eq!(rows[0].get::<_, &str>(5), "hi");
+    assert!(rows[0].get::<_, bool>(6));
+    // A field the row lacks is NULL.
+    assert_eq!(rows[1].get::<_, Option<i64>>(3), None);
+    assert_eq!(rows[1].get::<_, Option<&str>>(5), None);
+    // Unsigned values keep all their digits (NUMERIC), shown here as text.
+    let text = client
+        .simple_query("SELECT u FROM m WHERE host = 'a'")
+        .await
+        .expect("simple");
+    let value = text.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("18446744073709551615"));
+
+    // Extended protocol with bound parameters.
+    let rows = client
+        .query(
+            "SELECT host, f FROM m WHERE f > $1 AND host = $2",
+            &[&2.0f64, &"b"],
+        )
+        .await
+        .expect("params");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, f64>(1), 2.5);
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server.write("db", "cpu v=1 1").await;
+    let client = server.pg("db").await;
+    let err = client
+        .query("SELECT * FROM nope", &[])
+        .await
+        .expect_err("no table");
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err:?}");
+    let err = client
+        .query("SELECT nope FROM cpu", &[])
+        .await
+        .expect_err("no column");
+    assert_eq!(err.code().map(|c| c.code()), Some("42703"), "{err:?}");
+    let err = client.query("SELEC 1", &[]).await.expect_err("syntax");
+    assert_eq!(err.code().map(|c| c.code()), Some("42601"), "{err:?}");
+    // The connection still works after errors.
+    let row = client
+        .query_one("SELECT count(*) FROM cpu", &[])
+        .await
+        .expect("ok");
+    assert_eq!(row.get::<_, i64>(0), 1);
+
+    let other = server.pg("missing").await;
+    let err = other.query("SELECT 1", &[]).await.expect_err("no database");
+    assert_eq!(err.code().map(|c| c.code()), Some("3D000"), "{err:?}");
+    assert!(err.to_string().contains("db") || format!("{err:?}").contains("existing databases"));
+}
+
+#[tokio::test]
+async fn points_survive_restart_and_rewrites_merge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write("db", "cpu,host=a user=1,sys=2 10\ncpu,host=b user=3 10")
+        .await;
+    // Rewrite host=a at the same time: fields merge, last write wins.
+    server.write("db", "cpu,host=a user=9 10").await;
+    let client = server.pg("db").await;
+    let rows = client
+        .query("SELECT host, user, sys FROM cpu ORDER BY host", &[])
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get::<_, f64>(1), 9.0);
+    assert_eq!(rows[0].get::<_, f64>(2), 2.0);
+    // A clean stop persists the buffer to Parquet.
+    server.stop();
+    let parquet_files = walk(&dir.path().join("objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert!(parquet_files >= 1, "no Parquet file was written");
+
+    let server = TestServer::start(dir.path());
+    // Rewrite again after persistence: the buffer and the file overlap and still merge.
+    server
+        .write("db", "cpu,host=a sys=7 10\ncpu,host=c user=5 20")
+        .await;
+    let client = server.pg("db").await;
+    let rows = client
+        .query("SELECT host, user, sys FROM cpu ORDER BY host", &[])
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (rows[0].get::<_, f64>(1), rows[0].get::<_, f64>(2)),
+        (9.0, 7.0)
+    );
+    // Time filters prune and still answer correctly.
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cpu WHERE time >= '1970-01-01T00:00:00.000000015Z'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn psql_meta_commands() {
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("psql is not installed; skipping (CI installs postgresql-client)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write("db", "cpu,host=a usage=1.5 1\nmem free=2i 1")
+        .await;
+    let psql = |cmd: &str| {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.pg_port.to_string(),
+                "-U",
+                "test",
+                "-d",
+                "db",
+            ])
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", cmd])
+            .output()
+            .expect("run psql");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "psql {cmd} failed: {text}");
+        text
+    };
+    let dt = psql("\\dt");
+    assert!(dt.contains("cpu") && dt.contains("mem"), "{dt}");
+    let d = psql("\\d cpu");
+    assert!(
+        d.contains("host") && d.contains("usage") && d.contains("time"),
+        "{d}"
+    );
+    let q = psql("SELECT host, usage FROM cpu");
+    assert!(q.contains("1.5"), "{q}");
+}

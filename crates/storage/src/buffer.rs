@@ -1,0 +1,296 @@
+//! The in-memory write buffer: Arrow batches per table, queryable the moment a write is
+//! acknowledged, until the persister has moved them into Parquet.
+//!
+//! Data lives in generations. New writes go to the active generation; the persister
+//! freezes it (at the same instant the WAL rotates to a new segment) and writes the frozen
+//! generation to Parquet while new writes fill a fresh one. A frozen generation stays
+//! visible to queries until the catalog lists its files, so no point is ever invisible.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, TimestampNanosecondArray, new_null_array};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+
+/// Small batches are merged once a table has this many of them.
+const MAX_SMALL_BATCHES: usize = 32;
+/// Batches with fewer rows than this count as small.
+const SMALL_BATCH_ROWS: usize = 8192;
+
+/// (database, table)
+pub type TableKey = (String, String);
+
+/// The buffered batches of one table in one generation.
+#[derive(Debug, Default, Clone)]
+pub struct TableBuffer {
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+impl TableBuffer {
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if let Some((lo, hi)) = time_range(&batch) {
+            if self.rows == 0 {
+                (self.min_time, self.max_time) = (lo, hi);
+            } else {
+                self.min_time = self.min_time.min(lo);
+                self.max_time = self.max_time.max(hi);
+            }
+        }
+        self.rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size();
+        self.batches.push(batch);
+        self.merge_small_batches()
+    }
+
+    /// Keeps the batch count low for tables fed by many small writes.
+    fn merge_small_batches(&mut self) -> Result<()> {
+        let first_small = self
+            .batches
+            .iter()
+            .rposition(|b| b.num_rows() >= SMALL_BATCH_ROWS)
+            .map_or(0, |i| i + 1);
+        if self.batches.len() - first_small < MAX_SMALL_BATCHES {
+            return Ok(());
+        }
+        let small: Vec<RecordBatch> = self.batches.drain(first_small..).collect();
+        let schema = small
+            .last()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+        let aligned = small
+            .iter()
+            .map(|b| align_batch(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        let merged = concat_batches(&schema, &aligned)?;
+        self.bytes = self.bytes.saturating_sub(
+            small
+                .iter()
+                .map(|b| b.get_array_memory_size())
+                .sum::<usize>(),
+        ) + merged.get_array_memory_size();
+        self.batches.push(merged);
+        Ok(())
+    }
+}
+
+/// A set of buffered writes that is persisted as a unit.
+#[derive(Debug, Default)]
+pub struct Generation {
+    pub tables: HashMap<TableKey, TableBuffer>,
+    pub bytes: usize,
+    /// Highest WAL sequence applied to this generation.
+    pub max_sequence: u64,
+    /// When the first write entered this generation.
+    pub first_write: Option<std::time::Instant>,
+}
+
+impl Generation {
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+/// The buffer: one active generation and the frozen ones being persisted.
+#[derive(Debug, Default)]
+pub struct WriteBuffer {
+    active: Generation,
+    persisting: Vec<(u64, Arc<Generation>)>,
+    next_generation_id: u64,
+}
+
+impl WriteBuffer {
+    /// Applies the batches of one WAL record.
+    pub fn apply(
+        &mut self,
+        database: &str,
+        batches: Vec<(String, RecordBatch)>,
+        sequence: u64,
+    ) -> Result<()> {
+        let generation = &mut self.active;
+        generation
+            .first_write
+            .get_or_insert_with(std::time::Instant::now);
+        generation.max_sequence = generation.max_sequence.max(sequence);
+        for (table, batch) in batches {
+            let entry = generation
+                .tables
+                .entry((database.to_string(), table))
+                .or_default();
+            let before = entry.bytes;
+            entry.push(batch)?;
+            generation.bytes = generation.bytes + entry.bytes - before;
+        }
+        Ok(())
+    }
+
+    pub fn active_bytes(&self) -> usize {
+        self.active.bytes
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.active.bytes + self.persisting.iter().map(|(_, g)| g.bytes).sum::<usize>()
+    }
+
+    pub fn active_age(&self) -> Option<std::time::Duration> {
+        self.active.first_write.map(|t| t.elapsed())
+    }
+
+    /// Freezes the active generation for persisting; returns its id and contents.
+    pub fn freeze(&mut self) -> (u64, Arc<Generation>) {
+        let generation = Arc::new(std::mem::take(&mut self.active));
+        let id = self.next_generation_id;
+        self.next_generation_id += 1;
+        self.persisting.push((id, generation.clone()));
+        (id, generation)
+    }
+
+    /// Drops a frozen generation once its data is in the catalog's files.
+    pub fn release(&mut self, id: u64) {
+        self.persisting.retain(|(g, _)| *g != id);
+    }
+
+    /// The buffered batches of a table, oldest first, aligned to `schema`.
+    pub fn table_batches(
+        &self,
+        database: &str,
+        table: &str,
+        schema: &SchemaRef,
+    ) -> Result<Vec<RecordBatch>> {
+        let key = (database.to_string(), table.to_string());
+        let mut out = Vec::new();
+        let generations = self
+            .persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active));
+        for generation in generations {
+            if let Some(buffer) = generation.tables.get(&key) {
+                for batch in &buffer.batches {
+                    out.push(align_batch(batch, schema)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the tables with buffered data in `database`.
+    pub fn table_names(&self, database: &str) -> Vec<String> {
+        let generations = self
+            .persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active));
+        let mut names: Vec<String> = generations
+            .flat_map(|g| g.tables.keys())
+            .filter(|(db, _)| db == database)
+            .map(|(_, t)| t.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Min and max of a batch's `time` column (column 0).
+pub fn time_range(batch: &RecordBatch) -> Option<(i64, i64)> {
+    let times = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()?;
+    let lo = datafusion::arrow::compute::min(times)?;
+    let hi = datafusion::arrow::compute::max(times)?;
+    Some((lo, hi))
+}
+
+/// Reshapes `batch` to `schema`: columns by name, nulls for the ones it lacks.
+///
+/// Schemas only grow, so a batch built earlier has a subset of today's columns.
+pub fn align_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let source = batch.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match source.index_of(field.name()) {
+            Ok(i) => batch.column(i).clone(),
+            Err(_) => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronosdb_catalog::{Column, FieldType, TableSchema};
+    use datafusion::arrow::array::{ArrayRef, Float64Array};
+
+    fn batch(schema: &TableSchema, times: &[i64]) -> RecordBatch {
+        let arrow = schema.arrow_schema();
+        let mut cols: Vec<ArrayRef> =
+            vec![Arc::new(TimestampNanosecondArray::from(times.to_vec()))];
+        for f in arrow.fields().iter().skip(1) {
+            cols.push(new_null_array(f.data_type(), times.len()));
+        }
+        RecordBatch::try_new(arrow, cols).expect("batch")
+    }
+
+    #[test]
+    fn generations_and_alignment() {
+        let old = TableSchema::from(vec![Column::field("a", FieldType::Float)]);
+        let new = TableSchema::from(vec![
+            Column::field("a", FieldType::Float),
+            Column::tag("host"),
+        ]);
+        let mut buffer = WriteBuffer::default();
+        buffer
+            .apply("db", vec![("t".into(), batch(&old, &[5, 1]))], 1)
+            .expect("apply");
+        let (id, frozen) = buffer.freeze();
+        assert_eq!(frozen.max_sequence, 1);
+        buffer
+            .apply("db", vec![("t".into(), batch(&new, &[9]))], 2)
+            .expect("apply");
+        let batches = buffer
+            .table_batches("db", "t", &new.arrow_schema())
+            .expect("batches");
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].num_columns(), 3);
+        buffer.release(id);
+        assert_eq!(
+            buffer
+                .table_batches("db", "t", &new.arrow_schema())
+                .expect("batches")
+                .len(),
+            1
+        );
+        let a = Float64Array::from(vec![1.0]);
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn small_batches_are_merged() {
+        let schema = TableSchema::from(vec![Column::field("a", FieldType::Float)]);
+        let mut buffer = WriteBuffer::default();
+        for i in 0..100 {
+            buffer
+                .apply("db", vec![("t".into(), batch(&schema, &[i]))], i as u64)
+                .expect("apply");
+        }
+        let batches = buffer
+            .table_batches("db", "t", &schema.arrow_schema())
+            .expect("batches");
+        assert!(batches.len() < MAX_SMALL_BATCHES, "{}", batches.len());
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100);
+    }
+}

@@ -1,0 +1,526 @@
+//! The single-node storage engine: the write path from a line-protocol body to a durable,
+//! queryable point, the persister that moves buffered data into Parquet, and start-up
+//! recovery from the catalog and the WAL.
+//!
+//! Write path: validate and build batches on the caller's task (parallel across requests)
+//! → hand the record to the WAL thread → the WAL thread appends a group of records, makes
+//! them durable with one fsync, applies them to the buffer in log order, then acknowledges
+//! each. A write is thus acknowledged only when it is both durable and visible to queries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chronosdb_catalog::{Catalog, CatalogOp, ParquetFile, TableSchema};
+use chronosdb_line_protocol::{LineError, Precision};
+use datafusion::arrow::record_batch::RecordBatch;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parking_lot::RwLock;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::buffer::{Generation, WriteBuffer};
+use crate::error::{Result, StorageError};
+use crate::persist::{batch_time_range, encode_parquet, prepare_partitions};
+use crate::record::WalPayload;
+use crate::shard::ShardMap;
+use crate::wal::{WalWriter, replay};
+use crate::write_batch::prepare_write;
+
+/// Where the catalog lives in the object store.
+const CATALOG_PATH: &str = "_catalog/catalog.json";
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Local directory for the WAL.
+    pub wal_dir: PathBuf,
+    /// Where Parquet files and the catalog are kept.
+    pub object_store: Arc<dyn ObjectStore>,
+    /// Extra time the WAL writer waits to gather a larger group before each fsync.
+    pub wal_flush_interval: Duration,
+    /// Persist once the buffer holds this many bytes.
+    pub persist_buffer_bytes: usize,
+    /// Persist buffered data at the latest this long after its first write.
+    pub persist_max_age: Duration,
+}
+
+/// What a write did: how many lines were stored and which were refused.
+#[derive(Debug, Default, Clone)]
+pub struct WriteOutcome {
+    pub lines_written: usize,
+    pub rejected: Vec<LineError>,
+}
+
+/// What a query needs of one table at one instant.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    pub schema: TableSchema,
+    pub files: Vec<ParquetFile>,
+    /// Buffered rows, oldest first, aligned to `schema`.
+    pub buffered: Vec<RecordBatch>,
+}
+
+enum WalCommand {
+    Write {
+        payload: Vec<u8>,
+        database: String,
+        batches: Vec<(String, RecordBatch)>,
+        ack: oneshot::Sender<Result<()>>,
+    },
+    /// Close the segment and freeze the buffer in one step; answers with the last sequence
+    /// of the closed segments and the frozen generation.
+    Rotate {
+        ack: oneshot::Sender<Result<(u64, u64, Arc<Generation>)>>,
+    },
+}
+
+/// The storage engine of one node.
+pub struct Engine {
+    config: EngineConfig,
+    catalog: Arc<Catalog>,
+    buffer: Arc<RwLock<WriteBuffer>>,
+    wal_tx: mpsc::Sender<WalCommand>,
+    persist_lock: tokio::sync::Mutex<()>,
+    persist_wakeup: Notify,
+    shards: ShardMap,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("wal_dir", &self.config.wal_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+impl Engine {
+    /// Loads the catalog, replays the WAL into the buffer, and starts the WAL writer and
+    /// the persister.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Self>> {
+        let catalog = Arc::new(load_catalog(config.object_store.as_ref()).await?);
+        let persisted = catalog.snapshot().persisted_wal_sequence;
+        let wal_dir = config.wal_dir.clone();
+        let records = tokio::task::spawn_blocking(move || replay(&wal_dir))
+            .await
+            .map_err(|e| StorageError::Arrow(format!("WAL replay task failed: {e}")))??;
+        let mut buffer = WriteBuffer::default();
+        let mut last_sequence = persisted;
+        let mut replayed = 0usize;
+        for record in records {
+            last_sequence = last_sequence.max(record.sequence);
+            if record.sequence <= persisted {
+                continue;
+            }
+            let payload =
+                WalPayload::decode(&record.payload).map_err(|reason| StorageError::WalCorrupt {
+                    file: config.wal_dir.clone(),
+                    offset: 0,
+                    reason: format!("record {}: {reason}", record.sequence),
+                })?;
+            let prepared = prepare_write(
+                &catalog,
+                &payload.database,
+                payload.body,
+                payload.precision,
+                payload.default_time,
+                &payload.skipped_lines,
+            )?;
+            buffer.apply(&payload.database, prepared.batches, record.sequence)?;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(records = replayed, "replayed WAL into the write buffer");
+        }
+        let writer = WalWriter::open(&config.wal_dir, last_sequence + 1)?;
+        let buffer = Arc::new(RwLock::new(buffer));
+        let (wal_tx, wal_rx) = mpsc::channel(4096);
+        let flush_interval = config.wal_flush_interval;
+        let thread_buffer = buffer.clone();
+        std::thread::Builder::new()
+            .name("chronosdb-wal".into())
+            .spawn(move || {
+                wal_thread(
+                    writer,
+                    wal_rx,
+                    thread_buffer,
+                    last_sequence + 1,
+                    flush_interval,
+                )
+            })
+            .map_err(|e| StorageError::io(&config.wal_dir, e))?;
+        let engine = Arc::new(Self {
+            config,
+            catalog,
+            buffer,
+            wal_tx,
+            persist_lock: tokio::sync::Mutex::new(()),
+            persist_wakeup: Notify::new(),
+            shards: ShardMap::single_node(),
+        });
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(async move { persister_loop(weak).await });
+        Ok(engine)
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.config.object_store.clone()
+    }
+
+    pub fn shard_map(&self) -> &ShardMap {
+        &self.shards
+    }
+
+    /// Writes a line-protocol body to `database`; returns once the accepted lines are
+    /// durable and visible. Refused lines are reported; the others are kept, unless
+    /// `accept_partial` is false, in which case one refused line means nothing is written.
+    pub async fn write_lp(
+        &self,
+        database: &str,
+        body: &[u8],
+        precision: Precision,
+        accept_partial: bool,
+    ) -> Result<WriteOutcome> {
+        let default_time = precision.truncate_nanos(now_nanos());
+        let prepared = prepare_write(&self.catalog, database, body, precision, default_time, &[])?;
+        let mut outcome = WriteOutcome {
+            lines_written: prepared.accepted_lines,
+            rejected: prepared.rejected,
+        };
+        if !accept_partial && !outcome.rejected.is_empty() {
+            outcome.lines_written = 0;
+            return Ok(outcome);
+        }
+        if prepared.batches.is_empty() {
+            return Ok(outcome);
+        }
+        for (_, batch) in &prepared.batches {
+            let (lo, hi) = batch_time_range(batch);
+            self.shards.check_local(database, lo, hi);
+        }
+        let payload = WalPayload {
+            database: database.to_string(),
+            precision,
+            default_time,
+            skipped_lines: outcome.rejected.iter().map(|e| e.line as u32).collect(),
+            body,
+        }
+        .encode();
+        let (ack, done) = oneshot::channel();
+        self.wal_tx
+            .send(WalCommand::Write {
+                payload,
+                database: database.to_string(),
+                batches: prepared.batches,
+                ack,
+            })
+            .await
+            .map_err(|_| StorageError::WalClosed)?;
+        done.await.map_err(|_| StorageError::WalClosed)??;
+        if self.buffer.read().active_bytes() >= self.config.persist_buffer_bytes {
+            self.persist_wakeup.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// The schema, files and buffered rows of a table, consistent with each other: a
+    /// generation is released from the buffer in the same critical section that adds its
+    /// files to the catalog.
+    pub fn table_snapshot(&self, database: &str, table: &str) -> Result<Option<TableSnapshot>> {
+        let buffer = self.buffer.read();
+        let catalog = self.catalog.snapshot();
+        let Some(def) = catalog.table(database, table) else {
+            return Ok(None);
+        };
+        let buffered = buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+        Ok(Some(TableSnapshot {
+            schema: def.schema.clone(),
+            files: def.files.clone(),
+            buffered,
+        }))
+    }
+
+    /// Bytes held by the write buffer (all generations).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.read().total_bytes()
+    }
+
+    /// Persists everything buffered now (also used at shutdown and by tests).
+    pub async fn persist(&self) -> Result<()> {
+        let _guard = self.persist_lock.lock().await;
+        let (ack, done) = oneshot::channel();
+        self.wal_tx
+            .send(WalCommand::Rotate { ack })
+            .await
+            .map_err(|_| StorageError::WalClosed)?;
+        let (generation_id, last_sequence, generation) =
+            done.await.map_err(|_| StorageError::WalClosed)??;
+        let result = self
+            .persist_generation(generation_id, last_sequence, &generation)
+            .await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "persisting the write buffer failed; the data stays in the WAL and buffer");
+        }
+        result
+    }
+
+    async fn persist_generation(
+        &self,
+        generation_id: u64,
+        last_sequence: u64,
+        generation: &Generation,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut ops = Vec::new();
+        let mut files_written = 0usize;
+        let mut tables: Vec<_> = generation.tables.iter().collect();
+        tables.sort_by(|a, b| a.0.cmp(b.0));
+        for ((database, table), buffered) in tables {
+            let snapshot = self.catalog.snapshot();
+            let Some(def) = snapshot.table(database, table) else {
+                continue;
+            };
+            let schema = def.schema.clone();
+            let batches = buffered.batches.clone();
+            let encode_schema = schema.clone();
+            let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
+                let mut out = Vec::new();
+                for (partition, batch) in prepare_partitions(&batches, &encode_schema)? {
+                    let (min_time, max_time) = batch_time_range(&batch);
+                    let rows = batch.num_rows() as u64;
+                    let bytes = encode_parquet(&batch, &encode_schema)?;
+                    out.push((partition, min_time, max_time, rows, bytes));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| StorageError::Arrow(format!("encoding task failed: {e}")))??;
+            let first_id = self.catalog.reserve_file_ids(encoded.len() as u64);
+            let mut files = Vec::new();
+            for (i, (partition, min_time, max_time, row_count, bytes)) in
+                encoded.into_iter().enumerate()
+            {
+                let id = first_id + i as u64;
+                let path = file_path(database, table, partition, id);
+                let size_bytes = bytes.len() as u64;
+                self.config
+                    .object_store
+                    .put(&path, PutPayload::from(bytes))
+                    .await?;
+                files.push(ParquetFile {
+                    id,
+                    path: path.to_string(),
+                    partition_start: partition,
+                    min_time,
+                    max_time,
+                    row_count,
+                    size_bytes,
+                });
+            }
+            files_written += files.len();
+            ops.push(CatalogOp::AddFiles {
+                database: database.clone(),
+                table: table.clone(),
+                files,
+            });
+        }
+        ops.push(CatalogOp::SetPersistedWalSequence {
+            sequence: last_sequence,
+        });
+        {
+            // Files appear and buffered rows disappear in one step for queries.
+            let mut buffer = self.buffer.write();
+            self.catalog.apply(ops)?;
+            buffer.release(generation_id);
+        }
+        save_catalog(self.config.object_store.as_ref(), &self.catalog).await?;
+        let wal_dir = self.config.wal_dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            WalWriter::remove_segments_before(&wal_dir, last_sequence + 1)
+        })
+        .await
+        .map_err(|e| StorageError::Arrow(format!("WAL cleanup task failed: {e}")))??;
+        if files_written > 0 {
+            tracing::info!(
+                files = files_written,
+                wal_segments_removed = removed,
+                up_to_sequence = last_sequence,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "persisted write buffer to Parquet"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `<db>/<table>/<YYYY-MM-DD>/<id>.parquet`
+fn file_path(database: &str, table: &str, partition_start: i64, id: u64) -> ObjectPath {
+    let day = partition_start.div_euclid(crate::persist::PARTITION_NANOS);
+    let date = civil_date(day);
+    ObjectPath::from_iter([
+        database.to_string(),
+        table.to_string(),
+        date,
+        format!("{id:012}.parquet"),
+    ])
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil-from-days).
+pub fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+async fn load_catalog(store: &dyn ObjectStore) -> Result<Catalog> {
+    match store.get(&ObjectPath::from(CATALOG_PATH)).await {
+        Ok(result) => {
+            let bytes = result.bytes().await?;
+            Ok(Catalog::from_json(&bytes)?)
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(Catalog::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn save_catalog(store: &dyn ObjectStore, catalog: &Catalog) -> Result<()> {
+    store
+        .put(
+            &ObjectPath::from(CATALOG_PATH),
+            PutPayload::from(catalog.to_json()),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.
+fn wal_thread(
+    mut writer: WalWriter,
+    mut rx: mpsc::Receiver<WalCommand>,
+    buffer: Arc<RwLock<WriteBuffer>>,
+    mut next_sequence: u64,
+    flush_interval: Duration,
+) {
+    type Pending = (
+        u64,
+        String,
+        Vec<(String, RecordBatch)>,
+        oneshot::Sender<Result<()>>,
+    );
+    let commit = |writer: &mut WalWriter, pending: &mut Vec<Pending>| {
+        if pending.is_empty() {
+            return;
+        }
+        match writer.sync() {
+            Ok(()) => {
+                let mut buffer = buffer.write();
+                for (sequence, database, batches, ack) in pending.drain(..) {
+                    let applied = buffer.apply(&database, batches, sequence);
+                    let _ = ack.send(applied);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "WAL fsync failed; refusing the writes of this group");
+                for (_, _, _, ack) in pending.drain(..) {
+                    let _ = ack.send(Err(StorageError::Arrow(format!("WAL sync failed: {e}"))));
+                }
+            }
+        }
+    };
+    while let Some(first) = rx.blocking_recv() {
+        if !flush_interval.is_zero() {
+            std::thread::sleep(flush_interval);
+        }
+        let mut group = vec![first];
+        while group.len() < 4096 {
+            match rx.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        for cmd in group {
+            match cmd {
+                WalCommand::Write {
+                    payload,
+                    database,
+                    batches,
+                    ack,
+                } => match writer.append(next_sequence, &payload) {
+                    Ok(()) => {
+                        pending.push((next_sequence, database, batches, ack));
+                        next_sequence += 1;
+                    }
+                    Err(e) => {
+                        let _ = ack.send(Err(e));
+                    }
+                },
+                WalCommand::Rotate { ack } => {
+                    commit(&mut writer, &mut pending);
+                    let result = writer.rotate(next_sequence).map(|()| {
+                        let (id, generation) = buffer.write().freeze();
+                        (id, next_sequence - 1, generation)
+                    });
+                    let _ = ack.send(result);
+                }
+            }
+        }
+        commit(&mut writer, &mut pending);
+    }
+}
+
+/// Persists when the buffer is large or old enough.
+async fn persister_loop(engine: std::sync::Weak<Engine>) {
+    loop {
+        let Some(strong) = engine.upgrade() else {
+            return;
+        };
+        let wakeup = tokio::time::sleep(Duration::from_millis(500));
+        tokio::select! {
+            _ = wakeup => {}
+            _ = strong.persist_wakeup.notified() => {}
+        }
+        let (bytes, age) = {
+            let buffer = strong.buffer.read();
+            (buffer.active_bytes(), buffer.active_age())
+        };
+        let due = bytes >= strong.config.persist_buffer_bytes
+            || age.is_some_and(|a| a >= strong.config.persist_max_age);
+        if due && strong.persist().await.is_err() {
+            // Already logged; retry after a pause rather than spinning.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(16_801), "2016-01-01");
+        assert_eq!(civil_date(-1), "1969-12-31");
+        assert_eq!(civil_date(20_513), "2026-03-01");
+    }
+}

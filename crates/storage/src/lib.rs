@@ -1,0 +1,22 @@
+//! chronosdb's storage engine for one node: the write-ahead log, the in-memory write
+//! buffer, persistence to Parquet through `object_store`, and the write path that ties
+//! them together with the catalog.
+//!
+//! Modules, in the order data flows through them: [`write_batch`] (parse and validate a
+//! request into Arrow batches), [`record`] and [`wal`] (log it durably), [`buffer`] (make it
+//! queryable), [`persist`] (sort, merge and encode it as Parquet), [`engine`] (the threads
+//! and tasks that run all of this, and recovery at start-up). [`shard`] names the shard
+//! every point is routed to.
+
+pub mod buffer;
+pub mod engine;
+pub mod error;
+pub mod persist;
+pub mod record;
+pub mod shard;
+pub mod wal;
+pub mod write_batch;
+
+pub use chronosdb_line_protocol::{LineError, Precision};
+pub use engine::{Engine, EngineConfig, TableSnapshot, WriteOutcome};
+pub use error::{Result, StorageError};
