@@ -101,3 +101,76 @@ async fn acknowledged_points_survive_kill_9() {
         server.kill9();
     }
 }
+
+fn wal_segments(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("wal"))
+        .expect("wal dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn torn_tail_is_dropped_and_corruption_stops_startup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server.write("db", "cpu,host=a v=1 1").await;
+    server.write("db", "cpu,host=b v=2 2").await;
+    server.kill9();
+
+    // A torn tail: the last record cut short, as a crash mid-append leaves it.
+    let segment = wal_segments(dir.path())
+        .into_iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("a WAL segment with records");
+    let len = std::fs::metadata(&segment).expect("meta").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open");
+    file.set_len(len - 3).expect("truncate");
+    drop(file);
+    let server = TestServer::start(dir.path());
+    let client = server.pg("db").await;
+    let hosts: Vec<String> = client
+        .query("SELECT host FROM cpu ORDER BY host", &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec!["a"],
+        "the torn record is dropped, the one before it kept"
+    );
+    server.write("db", "cpu,host=c v=3 3").await;
+    server.kill9();
+
+    // Corruption before the tail: flip a byte inside the first record's payload.
+    let segment = wal_segments(dir.path())
+        .into_iter()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 40).unwrap_or(false))
+        .expect("segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    bytes[20] ^= 0xff;
+    std::fs::write(&segment, &bytes).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronosdb"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--http-bind", "127.0.0.1:0", "--pg-bind", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "start-up must stop on a corrupt WAL");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = segment.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(
+        stderr.contains(name) && stderr.contains("offset 0"),
+        "{stderr}"
+    );
+}
