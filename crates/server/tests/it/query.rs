@@ -216,3 +216,59 @@ async fn psql_meta_commands() {
     let q = psql("SELECT host, usage FROM cpu");
     assert!(q.contains("1.5"), "{q}");
 }
+
+#[tokio::test]
+async fn time_filters_skip_files_and_push_predicates_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    // Two days: two partitions, two Parquet files once persisted.
+    server
+        .write(
+            "db",
+            "cpu,host=a v=1 1704067200000000000\ncpu,host=b v=2 1704153600000000000",
+        )
+        .await;
+    server.stop();
+    let server = TestServer::start(dir.path());
+    let client = server.pg("db").await;
+    let plan = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .simple_query(&format!("EXPLAIN {sql}"))
+                .await
+                .expect("explain")
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some(r.get(1).unwrap_or_default().to_string())
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let both = plan("SELECT v FROM cpu").await;
+    assert!(
+        both.contains("2024-01-01") && both.contains("2024-01-02"),
+        "{both}"
+    );
+    let one = plan("SELECT v FROM cpu WHERE time >= '2024-01-02T00:00:00Z'").await;
+    assert!(
+        one.contains("2024-01-02") && !one.contains("2024-01-01"),
+        "{one}"
+    );
+    // The tag predicate reaches the Parquet reader (row-group and page pruning).
+    let pushed = plan("SELECT v FROM cpu WHERE host = 'b'").await;
+    assert!(pushed.contains("predicate="), "{pushed}");
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM cpu WHERE time >= '2024-01-02T00:00:00Z'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
