@@ -184,7 +184,7 @@ impl<'a> Cursor<'a> {
         if measurement.is_empty() {
             return Err("missing measurement name".into());
         }
-        let mut tags = Vec::new();
+        let mut tags = Vec::with_capacity(if self.peek() == Some(b',') { 12 } else { 0 });
         while self.peek() == Some(b',') {
             self.pos += 1;
             let key = self.token(Delims::Key)?;
@@ -205,7 +205,7 @@ impl<'a> Cursor<'a> {
         if self.at_line_end() {
             return Err("missing field set: a point needs at least one field".into());
         }
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(12);
         loop {
             let key = self.token(Delims::Key)?;
             if key.is_empty() {
@@ -266,10 +266,25 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a measurement, key or tag value up to its unescaped delimiter.
+    ///
+    /// Ordinary bytes are skipped with a table lookup per byte; only the few bytes that can
+    /// end a token or start an escape take the slow path.
     fn token(&mut self, delims: Delims) -> ParseResult<Cow<'a, str>> {
+        let table = match delims {
+            Delims::Measurement | Delims::TagValue => &NAME_STOP,
+            Delims::Key => &KEY_STOP,
+        };
         let start = self.pos;
         let mut escaped = false;
-        while let Some(b) = self.peek() {
+        loop {
+            let rest = &self.bytes[self.pos..];
+            self.pos += rest
+                .iter()
+                .position(|b| table[*b as usize])
+                .unwrap_or(rest.len());
+            let Some(b) = self.peek() else {
+                break;
+            };
             match b {
                 b'\\' => {
                     if let Some(next) = self.bytes.get(self.pos + 1)
@@ -277,28 +292,23 @@ impl<'a> Cursor<'a> {
                     {
                         escaped = true;
                         self.pos += 2;
-                        continue;
+                    } else {
+                        self.pos += 1;
                     }
-                    self.pos += 1;
                 }
-                b'\n' => break,
-                b'\r' if self.at_line_end() => break,
-                b',' | b' ' => match delims {
-                    Delims::Key => {
-                        let (found, escaped) = if b == b',' {
-                            ("a comma", "\\,")
-                        } else {
-                            ("a space", "\\ ")
-                        };
-                        return Err(format!(
-                            "expected '=' after key \"{}\" but found {found} (write {escaped} to put one in a key)",
-                            &self.text[start..self.pos]
-                        ));
-                    }
-                    _ => break,
-                },
-                b'=' if matches!(delims, Delims::Key) => break,
-                _ => self.pos += 1,
+                b'\r' if !self.at_line_end() => self.pos += 1,
+                b',' | b' ' if matches!(delims, Delims::Key) => {
+                    let (found, escaped) = if b == b',' {
+                        ("a comma", "\\,")
+                    } else {
+                        ("a space", "\\ ")
+                    };
+                    return Err(format!(
+                        "expected '=' after key \"{}\" but found {found} (write {escaped} to put one in a key)",
+                        &self.text[start..self.pos]
+                    ));
+                }
+                _ => break,
             }
         }
         let raw = &self.text[start..self.pos];
@@ -317,11 +327,16 @@ impl<'a> Cursor<'a> {
             return self.string_value(key).map(FieldValue::String);
         }
         let start = self.pos;
-        while let Some(b) = self.peek() {
-            if matches!(b, b',' | b' ' | b'\n') || (b == b'\r' && self.at_line_end()) {
-                break;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            self.pos += rest
+                .iter()
+                .position(|b| VALUE_STOP[*b as usize])
+                .unwrap_or(rest.len());
+            match self.peek() {
+                Some(b'\r') if !self.at_line_end() => self.pos += 1,
+                _ => break,
             }
-            self.pos += 1;
         }
         let raw = &self.text[start..self.pos];
         parse_scalar(raw).map_err(|why| format!("field \"{key}\": {why}"))
@@ -386,6 +401,24 @@ impl<'a> Cursor<'a> {
             .map_err(|_| format!("invalid timestamp {raw:?}: expected an integer"))
     }
 }
+
+/// A 256-entry table that is true for the bytes in `stops`.
+const fn stop_table(stops: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < stops.len() {
+        table[stops[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Bytes that end (or escape within) a measurement or tag value.
+static NAME_STOP: [bool; 256] = stop_table(b"\\, \n\r");
+/// Bytes that end (or escape within) a tag or field key.
+static KEY_STOP: [bool; 256] = stop_table(b"\\, =\n\r");
+/// Bytes that end an unquoted field value.
+static VALUE_STOP: [bool; 256] = stop_table(b", \n\r");
 
 fn is_escapable(delims: Delims, b: u8) -> bool {
     match delims {

@@ -144,7 +144,14 @@ fn validate(
 ) -> (Vec<Option<String>>, Vec<CatalogOp>) {
     let mut pending: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
     let mut verdicts = Vec::with_capacity(lines.len());
+    // Agents send runs of lines with identical keys; a line shaped exactly like the last
+    // accepted one (same table, same keys and types in the same order) is accepted too.
+    let mut last_accepted: Option<&ParsedLine<'_>> = None;
     for (_, line, _) in lines {
+        if last_accepted.is_some_and(|prev| same_shape(prev, line)) {
+            verdicts.push(None);
+            continue;
+        }
         let table = line.measurement.as_ref();
         let existing = snapshot.table(database, table).map(|t| &t.schema);
         let verdict = check_line(table, existing, pending.get(table), line);
@@ -159,6 +166,7 @@ fn validate(
                     }
                 }
                 verdicts.push(None);
+                last_accepted = Some(line);
             }
             Err(message) => verdicts.push(Some(message)),
         }
@@ -179,6 +187,25 @@ fn validate(
         }
     }
     (verdicts, ops)
+}
+
+/// Whether two lines have the same table, keys and value types, in the same order.
+fn same_shape(a: &ParsedLine<'_>, b: &ParsedLine<'_>) -> bool {
+    a.measurement == b.measurement
+        && a.tags.len() == b.tags.len()
+        && a.fields.len() == b.fields.len()
+        && a.tags.iter().zip(&b.tags).all(|(x, y)| x.0 == y.0)
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| {
+            x.0 == y.0 && std::mem::discriminant(&x.1) == std::mem::discriminant(&y.1)
+        })
+}
+
+/// Same keys in the same order (types are already known to match the schema).
+fn same_keys(a: &ParsedLine<'_>, b: &ParsedLine<'_>) -> bool {
+    a.tags.len() == b.tags.len()
+        && a.fields.len() == b.fields.len()
+        && a.tags.iter().zip(&b.tags).all(|(x, y)| x.0 == y.0)
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| x.0 == y.0)
 }
 
 /// Returns the columns this line adds, or why it is refused.
@@ -339,13 +366,27 @@ fn build_batch<'l, 'a: 'l>(
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i))
         .collect();
+    // Column positions of the previous line's tags then fields, reused while lines keep
+    // the same keys (usize::MAX: not in the schema).
+    let mut previous: Option<&ParsedLine<'_>> = None;
+    let mut positions: Vec<usize> = Vec::new();
     for (row, (_, line, time)) in lines.enumerate() {
+        if !previous.is_some_and(|p| same_keys(p, line)) {
+            positions.clear();
+            let keys = line
+                .tags
+                .iter()
+                .map(|(k, _)| k)
+                .chain(line.fields.iter().map(|(k, _)| k));
+            positions.extend(keys.map(|k| index.get(k.as_ref()).copied().unwrap_or(usize::MAX)));
+        }
+        previous = Some(line);
         if let ColumnBuilder::Time(b) = &mut builders[0] {
             b.append_value(*time);
         }
         written[0] = row;
-        for (key, value) in &line.tags {
-            if let Some(&i) = index.get(key.as_ref())
+        for ((_, value), &i) in line.tags.iter().zip(&positions) {
+            if i != usize::MAX
                 && written[i] != row
                 && let ColumnBuilder::Tag(b) = &mut builders[i]
             {
@@ -353,10 +394,8 @@ fn build_batch<'l, 'a: 'l>(
                 written[i] = row;
             }
         }
-        for (key, value) in &line.fields {
-            if let Some(&i) = index.get(key.as_ref())
-                && written[i] != row
-            {
+        for ((_, value), &i) in line.fields.iter().zip(&positions[line.tags.len()..]) {
+            if i != usize::MAX && written[i] != row {
                 builders[i].append_field(value);
                 written[i] = row;
             }
