@@ -32,7 +32,15 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
-    let raw = read_limited(body, limit).await?;
+    let expected = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if expected > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    let raw = read_limited(body, limit, expected).await?;
     match encoding.as_deref() {
         None | Some("") | Some("identity") => Ok(raw),
         Some("gzip") | Some("x-gzip") => inflate(&raw, limit),
@@ -42,9 +50,9 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     }
 }
 
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_limited(body: Body, limit: usize, expected: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(expected);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;

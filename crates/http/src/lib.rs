@@ -135,7 +135,7 @@ async fn write(
     let bytes = body::read_body(body, headers, state.config.max_request_bytes).await?;
     let outcome = state
         .engine
-        .write_lp(db, &bytes, precision, accept_partial)
+        .write_lp(db, bytes, precision, accept_partial)
         .await
         .map_err(ApiError::from_storage)?;
     if outcome.rejected.is_empty() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use chronosdb_catalog::{Catalog, CatalogOp, ParquetFile, TableSchema};
 use chronosdb_line_protocol::{LineError, Precision};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -64,7 +65,8 @@ pub struct TableSnapshot {
 
 enum WalCommand {
     Write {
-        payload: Vec<u8>,
+        header: Vec<u8>,
+        body: Bytes,
         database: String,
         batches: Vec<(String, RecordBatch)>,
         ack: oneshot::Sender<Result<()>>,
@@ -211,12 +213,12 @@ impl Engine {
     pub async fn write_lp(
         &self,
         database: &str,
-        body: &[u8],
+        body: Bytes,
         precision: Precision,
         accept_partial: bool,
     ) -> Result<WriteOutcome> {
         let default_time = precision.truncate_nanos(now_nanos());
-        let prepared = prepare_write(&self.catalog, database, body, precision, default_time, &[])?;
+        let prepared = prepare_write(&self.catalog, database, &body, precision, default_time, &[])?;
         let mut outcome = WriteOutcome {
             lines_written: prepared.accepted_lines,
             rejected: prepared.rejected,
@@ -232,18 +234,19 @@ impl Engine {
             let (lo, hi) = batch_time_range(batch);
             self.shards.check_local(database, lo, hi);
         }
-        let payload = WalPayload {
+        let header = WalPayload {
             database: database.to_string(),
             precision,
             default_time,
             skipped_lines: outcome.rejected.iter().map(|e| e.line as u32).collect(),
-            body,
+            body: &[],
         }
-        .encode();
+        .encode_header();
         let (ack, done) = oneshot::channel();
         self.wal_tx
             .send(WalCommand::Write {
-                payload,
+                header,
+                body,
                 database: database.to_string(),
                 batches: prepared.batches,
                 ack,
@@ -489,11 +492,12 @@ fn wal_thread(
         for cmd in group {
             match cmd {
                 WalCommand::Write {
-                    payload,
+                    header,
+                    body,
                     database,
                     batches,
                     ack,
-                } => match writer.append(next_sequence, &payload) {
+                } => match writer.append_parts(next_sequence, &[&header, &body]) {
                     Ok(()) => {
                         pending.push((next_sequence, database, batches, ack));
                         next_sequence += 1;
@@ -582,7 +586,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let body = format!("cpu,host=h{i} v=1 {i}");
                 engine
-                    .write_lp("db", body.as_bytes(), Precision::Nanosecond, true)
+                    .write_lp("db", Bytes::from(body), Precision::Nanosecond, true)
                     .await
                     .expect("write")
             }));
@@ -610,7 +614,7 @@ mod tests {
             let outcome = engine
                 .write_lp(
                     "db",
-                    b"cpu v=1 1\ncpu v=\"x\" 2\ncpu v=3 3",
+                    Bytes::from_static(b"cpu v=1 1\ncpu v=\"x\" 2\ncpu v=3 3"),
                     Precision::Nanosecond,
                     true,
                 )

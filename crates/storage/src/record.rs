@@ -47,10 +47,10 @@ fn precision_from_code(code: u8) -> Option<Precision> {
 }
 
 impl<'a> WalPayload<'a> {
-    pub fn encode(&self) -> Vec<u8> {
+    /// Everything but the body; the record is this header followed by the body.
+    pub fn encode_header(&self) -> Vec<u8> {
         let db = self.database.as_bytes();
-        let mut out =
-            Vec::with_capacity(16 + db.len() + self.skipped_lines.len() * 4 + self.body.len());
+        let mut out = Vec::with_capacity(16 + db.len() + self.skipped_lines.len() * 4);
         out.push(VERSION);
         out.extend_from_slice(&(db.len() as u16).to_le_bytes());
         out.extend_from_slice(db);
@@ -60,6 +60,12 @@ impl<'a> WalPayload<'a> {
         for line in &self.skipped_lines {
             out.extend_from_slice(&line.to_le_bytes());
         }
+        out
+    }
+
+    /// The whole payload in one buffer (the WAL writes header and body without joining).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.encode_header();
         out.extend_from_slice(self.body);
         out
     }

@@ -193,19 +193,35 @@ impl WalWriter {
 
     /// Buffers one record; call [`WalWriter::sync`] before acknowledging it.
     pub fn append(&mut self, sequence: u64, payload: &[u8]) -> Result<()> {
-        let len = u32::try_from(payload.len())
+        self.append_parts(sequence, &[payload])
+    }
+
+    /// Buffers one record whose payload is `parts` concatenated, without joining them.
+    pub fn append_parts(&mut self, sequence: u64, parts: &[&[u8]]) -> Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = u32::try_from(total)
             .ok()
             .filter(|l| *l <= MAX_RECORD_LEN)
-            .ok_or_else(|| StorageError::RecordTooLarge(payload.len()))?;
+            .ok_or(StorageError::RecordTooLarge(total))?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&sequence.to_le_bytes());
+        for part in parts {
+            hasher.update(part);
+        }
         let mut header = [0u8; HEADER_LEN];
         header[0..4].copy_from_slice(&len.to_le_bytes());
-        header[4..8].copy_from_slice(&checksum(sequence, payload).to_le_bytes());
+        header[4..8].copy_from_slice(&hasher.finalize().to_le_bytes());
         header[8..16].copy_from_slice(&sequence.to_le_bytes());
+        let path = &self.current_path;
         self.current
             .write_all(&header)
-            .and_then(|_| self.current.write_all(payload))
-            .map_err(|e| StorageError::io(&self.current_path, e))?;
-        self.bytes_in_segment += (HEADER_LEN + payload.len()) as u64;
+            .map_err(|e| StorageError::io(path, e))?;
+        for part in parts {
+            self.current
+                .write_all(part)
+                .map_err(|e| StorageError::io(path, e))?;
+        }
+        self.bytes_in_segment += (HEADER_LEN + total) as u64;
         Ok(())
     }
 
