@@ -19,9 +19,7 @@ pub use schema::{Column, ColumnKind, FieldType, TIME_COLUMN, TableSchema};
 /// Errors of catalog changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
-    #[error(
-        "column \"{column}\" of table \"{table}\" is {existing}; a value of type {attempted} cannot be written to it"
-    )]
+    #[error("{table}.{column} is {existing}; this line writes it as {attempted}")]
     TypeConflict {
         table: String,
         column: String,

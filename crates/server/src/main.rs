@@ -84,6 +84,7 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
                 .map_err(|e| ServerError::Config(format!("invalid --log filter: {e}")))?,
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         ServerError::Config(format!(
