@@ -64,6 +64,7 @@ impl<'a> WalPayload<'a> {
     }
 
     /// The whole payload in one buffer (the WAL writes header and body without joining).
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.encode_header();
         out.extend_from_slice(self.body);

@@ -271,4 +271,24 @@ async fn time_filters_skip_files_and_push_predicates_down() {
         .expect("count")
         .get(0);
     assert_eq!(n, 1);
+    // A tag and a field that the files predate: NULL in the old rows, values in the new.
+    server
+        .write("db", "cpu,host=c,dc=x v=3,w=9i 1704240000000000000")
+        .await;
+    let rows = client
+        .query("SELECT host, dc, w FROM cpu ORDER BY time", &[])
+        .await
+        .expect("query");
+    let got: Vec<(String, Option<String>, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), None, None),
+            ("b".into(), None, None),
+            ("c".into(), Some("x".into()), Some(9)),
+        ]
+    );
 }
