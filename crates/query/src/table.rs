@@ -54,14 +54,15 @@ impl ChronosTable {
 /// A piece of a table's data with its time range.
 enum Chunk {
     File(ParquetFile),
-    Buffer(Vec<RecordBatch>, i64, i64),
+    /// Buffered rows, their time range, and whether they may hold a point twice.
+    Buffer(Vec<RecordBatch>, i64, i64, bool),
 }
 
 impl Chunk {
     fn range(&self) -> (i64, i64) {
         match self {
             Chunk::File(f) => (f.min_time, f.max_time),
-            Chunk::Buffer(_, lo, hi) => (*lo, *hi),
+            Chunk::Buffer(_, lo, hi, _) => (*lo, *hi),
         }
     }
 }
@@ -112,7 +113,12 @@ impl TableProvider for ChronosTable {
         if !snapshot.buffered.is_empty() {
             let (lo, hi) = buffered_range(&snapshot.buffered);
             if bounds.overlaps(lo, hi) {
-                chunks.push(Chunk::Buffer(snapshot.buffered, lo, hi));
+                chunks.push(Chunk::Buffer(
+                    snapshot.buffered,
+                    lo,
+                    hi,
+                    snapshot.buffered_may_have_duplicates,
+                ));
             }
         }
 
@@ -127,10 +133,24 @@ impl TableProvider for ChronosTable {
         let mut plain_files = Vec::new();
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         for group in overlap_groups(chunks) {
-            let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(..));
+            let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(.., true));
             if !needs_merge {
-                if let Some(Chunk::File(f)) = group.into_iter().next() {
-                    plain_files.push(f);
+                match group.into_iter().next() {
+                    Some(Chunk::File(f)) => plain_files.push(f),
+                    Some(Chunk::Buffer(batches, ..)) => {
+                        // Two partitions, so both cores scan the buffer.
+                        let mut partitions = vec![Vec::new(), Vec::new()];
+                        for (i, batch) in batches.into_iter().enumerate() {
+                            partitions[i % 2].push(batch);
+                        }
+                        partitions.retain(|p| !p.is_empty());
+                        plans.push(MemorySourceConfig::try_new_exec(
+                            &partitions,
+                            schema.clone(),
+                            projection.clone(),
+                        )?)
+                    }
+                    None => {}
                 }
                 continue;
             }
@@ -139,7 +159,7 @@ impl TableProvider for ChronosTable {
             for chunk in group {
                 match chunk {
                     Chunk::File(f) => files.push(f),
-                    Chunk::Buffer(b, _, _) => {
+                    Chunk::Buffer(b, ..) => {
                         // Files are older than the buffer: read them first.
                         if !files.is_empty() {
                             let plan =

@@ -6,7 +6,8 @@
 //! generation to Parquet while new writes fill a fresh one. A frozen generation stays
 //! visible to queries until the catalog lists its files, so no point is ever invisible.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, TimestampNanosecondArray, new_null_array};
@@ -15,6 +16,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::write_batch::TableBatch;
 
 /// Small batches are merged once a table has this many of them.
 const MAX_SMALL_BATCHES: usize = 32;
@@ -24,10 +26,35 @@ const SMALL_BATCH_ROWS: usize = 8192;
 /// (database, table)
 pub type TableKey = (String, String);
 
+/// Passes already-mixed 64-bit hashes through unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The buffered batches of one table in one generation.
 #[derive(Debug, Default, Clone)]
 pub struct TableBuffer {
     pub batches: Vec<RecordBatch>,
+    /// Hashes of every buffered (series, time) key, to notice a point written twice.
+    keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    /// True once some key was seen twice (or two keys collided): queries must then merge
+    /// the buffer; otherwise its rows are unique and are scanned as they are.
+    pub may_have_duplicates: bool,
     pub rows: usize,
     pub bytes: usize,
     pub min_time: i64,
@@ -35,7 +62,13 @@ pub struct TableBuffer {
 }
 
 impl TableBuffer {
-    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+    fn push(&mut self, batch: RecordBatch, row_keys: &[u64]) -> Result<()> {
+        self.keys.reserve(row_keys.len());
+        for key in row_keys {
+            if !self.keys.insert(*key) {
+                self.may_have_duplicates = true;
+            }
+        }
         if let Some((lo, hi)) = time_range(&batch) {
             if self.rows == 0 {
                 (self.min_time, self.max_time) = (lo, hi);
@@ -108,24 +141,24 @@ pub struct WriteBuffer {
 
 impl WriteBuffer {
     /// Applies the batches of one WAL record.
-    pub fn apply(
-        &mut self,
-        database: &str,
-        batches: Vec<(String, RecordBatch)>,
-        sequence: u64,
-    ) -> Result<()> {
+    pub fn apply(&mut self, database: &str, batches: Vec<TableBatch>, sequence: u64) -> Result<()> {
         let generation = &mut self.active;
         generation
             .first_write
             .get_or_insert_with(std::time::Instant::now);
         generation.max_sequence = generation.max_sequence.max(sequence);
-        for (table, batch) in batches {
+        for TableBatch {
+            table,
+            batch,
+            row_keys,
+        } in batches
+        {
             let entry = generation
                 .tables
                 .entry((database.to_string(), table))
                 .or_default();
             let before = entry.bytes;
-            entry.push(batch)?;
+            entry.push(batch, &row_keys)?;
             generation.bytes = generation.bytes + entry.bytes - before;
         }
         Ok(())
@@ -157,15 +190,19 @@ impl WriteBuffer {
         self.persisting.retain(|(g, _)| *g != id);
     }
 
-    /// The buffered batches of a table, oldest first, aligned to `schema`.
+    /// The buffered batches of a table, oldest first, aligned to `schema`, and whether
+    /// they may hold a point twice (always assumed while a generation is being persisted,
+    /// since key sets are per generation).
     pub fn table_batches(
         &self,
         database: &str,
         table: &str,
         schema: &SchemaRef,
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<(Vec<RecordBatch>, bool)> {
         let key = (database.to_string(), table.to_string());
         let mut out = Vec::new();
+        let mut generations_with_rows = 0;
+        let mut may_have_duplicates = false;
         let generations = self
             .persisting
             .iter()
@@ -173,12 +210,14 @@ impl WriteBuffer {
             .chain(std::iter::once(&self.active));
         for generation in generations {
             if let Some(buffer) = generation.tables.get(&key) {
+                generations_with_rows += 1;
+                may_have_duplicates |= buffer.may_have_duplicates;
                 for batch in &buffer.batches {
                     out.push(align_batch(batch, schema)?);
                 }
             }
         }
-        Ok(out)
+        Ok((out, may_have_duplicates || generations_with_rows > 1))
     }
 
     /// Names of the tables with buffered data in `database`.
@@ -235,6 +274,24 @@ mod tests {
     use chronosdb_catalog::{Column, FieldType, TableSchema};
     use datafusion::arrow::array::{ArrayRef, Float64Array};
 
+    /// Row keys here are just the times: the tests' rows differ only in time.
+    fn table_batch(batch: RecordBatch) -> TableBatch {
+        let times = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .expect("time")
+            .values()
+            .iter()
+            .map(|t| *t as u64)
+            .collect();
+        TableBatch {
+            table: "t".into(),
+            batch,
+            row_keys: times,
+        }
+    }
+
     fn batch(schema: &TableSchema, times: &[i64]) -> RecordBatch {
         let arrow = schema.arrow_schema();
         let mut cols: Vec<ArrayRef> =
@@ -254,23 +311,25 @@ mod tests {
         ]);
         let mut buffer = WriteBuffer::default();
         buffer
-            .apply("db", vec![("t".into(), batch(&old, &[5, 1]))], 1)
+            .apply("db", vec![table_batch(batch(&old, &[5, 1]))], 1)
             .expect("apply");
         let (id, frozen) = buffer.freeze();
         assert_eq!(frozen.max_sequence, 1);
         buffer
-            .apply("db", vec![("t".into(), batch(&new, &[9]))], 2)
+            .apply("db", vec![table_batch(batch(&new, &[9]))], 2)
             .expect("apply");
-        let batches = buffer
+        let (batches, may_have_duplicates) = buffer
             .table_batches("db", "t", &new.arrow_schema())
             .expect("batches");
         assert_eq!(batches.len(), 2);
+        assert!(may_have_duplicates, "two generations are always merged");
         assert_eq!(batches[0].num_columns(), 3);
         buffer.release(id);
         assert_eq!(
             buffer
                 .table_batches("db", "t", &new.arrow_schema())
                 .expect("batches")
+                .0
                 .len(),
             1
         );
@@ -279,17 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn a_point_written_twice_is_noticed() {
+        let schema = TableSchema::from(vec![Column::field("a", FieldType::Float)]);
+        let mut buffer = WriteBuffer::default();
+        buffer
+            .apply("db", vec![table_batch(batch(&schema, &[1, 2]))], 1)
+            .expect("apply");
+        let arrow = schema.arrow_schema();
+        assert!(!buffer.table_batches("db", "t", &arrow).expect("batches").1);
+        buffer
+            .apply("db", vec![table_batch(batch(&schema, &[2]))], 2)
+            .expect("apply");
+        assert!(buffer.table_batches("db", "t", &arrow).expect("batches").1);
+    }
+
+    #[test]
     fn small_batches_are_merged() {
         let schema = TableSchema::from(vec![Column::field("a", FieldType::Float)]);
         let mut buffer = WriteBuffer::default();
         for i in 0..100 {
             buffer
-                .apply("db", vec![("t".into(), batch(&schema, &[i]))], i as u64)
+                .apply("db", vec![table_batch(batch(&schema, &[i]))], i as u64)
                 .expect("apply");
         }
-        let batches = buffer
+        let (batches, may_have_duplicates) = buffer
             .table_batches("db", "t", &schema.arrow_schema())
             .expect("batches");
+        assert!(!may_have_duplicates);
         assert!(batches.len() < MAX_SMALL_BATCHES, "{}", batches.len());
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100);
     }

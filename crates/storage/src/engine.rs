@@ -27,7 +27,7 @@ use crate::persist::{batch_time_range, encode_parquet, prepare_partitions};
 use crate::record::WalPayload;
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
-use crate::write_batch::prepare_write;
+use crate::write_batch::{TableBatch, prepare_write};
 
 /// Where the catalog lives in the object store.
 const CATALOG_PATH: &str = "_catalog/catalog.json";
@@ -61,6 +61,8 @@ pub struct TableSnapshot {
     pub files: Vec<ParquetFile>,
     /// Buffered rows, oldest first, aligned to `schema`.
     pub buffered: Vec<RecordBatch>,
+    /// Whether `buffered` may hold a point twice and must be merged before use.
+    pub buffered_may_have_duplicates: bool,
 }
 
 enum WalCommand {
@@ -68,7 +70,7 @@ enum WalCommand {
         header: Vec<u8>,
         body: Bytes,
         database: String,
-        batches: Vec<(String, RecordBatch)>,
+        batches: Vec<TableBatch>,
         ack: oneshot::Sender<Result<()>>,
     },
     /// Close the segment and freeze the buffer in one step; answers with the last sequence
@@ -230,7 +232,7 @@ impl Engine {
         if prepared.batches.is_empty() {
             return Ok(outcome);
         }
-        for (_, batch) in &prepared.batches {
+        for TableBatch { batch, .. } in &prepared.batches {
             let (lo, hi) = batch_time_range(batch);
             self.shards.check_local(database, lo, hi);
         }
@@ -269,11 +271,13 @@ impl Engine {
         let Some(def) = catalog.table(database, table) else {
             return Ok(None);
         };
-        let buffered = buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+        let (buffered, buffered_may_have_duplicates) =
+            buffer.table_batches(database, table, &def.schema.arrow_schema())?;
         Ok(Some(TableSnapshot {
             schema: def.schema.clone(),
             files: def.files.clone(),
             buffered,
+            buffered_may_have_duplicates,
         }))
     }
 
@@ -447,12 +451,7 @@ fn wal_thread(
     flush_interval: Duration,
     stats: &WalStats,
 ) {
-    type Pending = (
-        u64,
-        String,
-        Vec<(String, RecordBatch)>,
-        oneshot::Sender<Result<()>>,
-    );
+    type Pending = (u64, String, Vec<TableBatch>, oneshot::Sender<Result<()>>);
     let commit = |writer: &mut WalWriter, pending: &mut Vec<Pending>| {
         if pending.is_empty() {
             return;

@@ -250,7 +250,7 @@ mod tests {
             .columns()
             .len()
         );
-        let batches: Vec<_> = w.batches.into_iter().map(|(_, b)| b).collect();
+        let batches: Vec<_> = w.batches.into_iter().map(|b| b.batch).collect();
         let parts = prepare_partitions(&batches, &schema).expect("partitions");
         assert_eq!(parts.len(), 2);
         let (start, first) = &parts[0];

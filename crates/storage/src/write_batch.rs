@@ -21,16 +21,27 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::Int32Type;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 
 use crate::error::Result;
 
 /// How many times to re-validate after losing a schema race before giving up.
 const SCHEMA_RETRIES: usize = 16;
 
+/// Validated rows of one table, with a hash of each row's (series, time) key.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    pub table: String,
+    pub batch: RecordBatch,
+    /// One hash per row over `time` and the non-null tags, in schema order: equal for two
+    /// writes of the same point (a missing tag column hashes like a null tag).
+    pub row_keys: Vec<u64>,
+}
+
 /// The outcome of validating a write: batches ready to log and buffer, and refused lines.
 #[derive(Debug, Default)]
 pub struct PreparedWrite {
-    pub batches: Vec<(String, RecordBatch)>,
+    pub batches: Vec<TableBatch>,
     pub rejected: Vec<LineError>,
     pub accepted_lines: usize,
 }
@@ -126,7 +137,12 @@ pub fn prepare_write(
         };
         accepted_lines += indices.len();
         let batch = build_batch(&def.schema, indices.iter().map(|i| &lines[*i]))?;
-        batches.push((table.to_string(), batch));
+        let row_keys = row_keys(&def.schema, &batch)?;
+        batches.push(TableBatch {
+            table: table.to_string(),
+            batch,
+            row_keys,
+        });
     }
     Ok(PreparedWrite {
         batches,
@@ -187,6 +203,21 @@ fn validate(
         }
     }
     (verdicts, ops)
+}
+
+/// Hashes each row's `time` and tags (nulls skipped), so equal points hash equal.
+fn row_keys(schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<u64>> {
+    let state = RandomState::with_seed(0x6368_726f_6e6f_7364);
+    let mut columns = vec![batch.column(0).clone()];
+    for (i, column) in schema.columns().iter().enumerate() {
+        if column.kind == ColumnKind::Tag {
+            columns.push(batch.column(i).clone());
+        }
+    }
+    let mut hashes = vec![0u64; batch.num_rows()];
+    create_hashes(&columns, &state, &mut hashes)
+        .map_err(|e| crate::error::StorageError::Arrow(e.to_string()))?;
+    Ok(hashes)
 }
 
 /// Whether two lines have the same table, keys and value types, in the same order.
@@ -425,7 +456,7 @@ mod tests {
         assert_eq!(lines, vec![2, 5]);
         assert!(w.rejected[0].message.contains("usage"), "{:?}", w.rejected);
         assert!(w.rejected[0].message.contains("float"), "{:?}", w.rejected);
-        let (name, cpu) = &w.batches[0];
+        let (name, cpu) = (&w.batches[0].table, &w.batches[0].batch);
         assert_eq!(name, "cpu");
         assert_eq!(cpu.num_rows(), 2);
         assert_eq!(cpu.num_columns(), 4); // time, host, usage, idle
