@@ -162,6 +162,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Advances to the next byte marked in `table` (or the end of the input).
+    fn skip_to_stop(&mut self, table: &[bool; 256]) {
+        let rest = &self.bytes[self.pos..];
+        self.pos += rest
+            .iter()
+            .position(|b| table[*b as usize])
+            .unwrap_or(rest.len());
+    }
+
     fn skip_inline_space(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.pos += 1;
@@ -277,11 +286,7 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.pos..];
-            self.pos += rest
-                .iter()
-                .position(|b| table[*b as usize])
-                .unwrap_or(rest.len());
+            self.skip_to_stop(table);
             let Some(b) = self.peek() else {
                 break;
             };
@@ -328,11 +333,7 @@ impl<'a> Cursor<'a> {
         }
         let start = self.pos;
         loop {
-            let rest = &self.bytes[self.pos..];
-            self.pos += rest
-                .iter()
-                .position(|b| VALUE_STOP[*b as usize])
-                .unwrap_or(rest.len());
+            self.skip_to_stop(&VALUE_STOP);
             match self.peek() {
                 Some(b'\r') if !self.at_line_end() => self.pos += 1,
                 _ => break,

@@ -116,18 +116,7 @@ impl TestServer {
 
     /// A tokio-postgres connection to `db`.
     pub async fn pg(&self, db: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.pg_port)
-            .user("test")
-            .dbname(db)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("pgwire connect");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        connect(self.pg_port, db).await.expect("pgwire connect")
     }
 }
 
@@ -136,4 +125,31 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A tokio-postgres connection to `db` on a local port; the connection task is spawned.
+pub async fn connect(port: u16, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("test")
+        .dbname(db)
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The files directly in `dir` whose extension is `ext`, sorted by name.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
 }

@@ -103,14 +103,7 @@ async fn acknowledged_points_survive_kill_9() {
 }
 
 fn wal_segments(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("wal"))
-        .expect("wal dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    files.sort();
-    files
+    crate::common::files_with_extension(&data_dir.join("wal"), "wal")
 }
 
 #[tokio::test]

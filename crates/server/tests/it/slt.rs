@@ -87,14 +87,7 @@ impl AsyncDB for PgDb {
 
 fn slt_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sql-tests");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("sql-tests directory")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    files
+    crate::common::files_with_extension(&dir, "slt")
 }
 
 #[tokio::test]
@@ -121,17 +114,9 @@ async fn sql_logic_tests() {
         let mut runner = sqllogictest::Runner::new(move || {
             let db = db.clone();
             async move {
-                let (client, connection) = tokio_postgres::Config::new()
-                    .host("127.0.0.1")
-                    .port(port)
-                    .user("slt")
-                    .dbname(&db)
-                    .connect(tokio_postgres::NoTls)
+                let client = crate::common::connect(port, &db)
                     .await
                     .map_err(|e| SqlError(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
                 Ok::<_, SqlError>(PgDb { client })
             }
         });
