@@ -97,7 +97,7 @@ pub struct Engine {
     buffer: Arc<RwLock<WriteBuffer>>,
     wal_tx: mpsc::Sender<WalCommand>,
     persist_lock: tokio::sync::Mutex<()>,
-    persist_wakeup: Notify,
+    persist_wakeup: Arc<Notify>,
     shards: ShardMap,
 }
 
@@ -181,11 +181,12 @@ impl Engine {
             buffer,
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
-            persist_wakeup: Notify::new(),
+            persist_wakeup: Arc::new(Notify::new()),
             shards: ShardMap::single_node(),
         });
         let weak = Arc::downgrade(&engine);
-        tokio::spawn(async move { persister_loop(weak).await });
+        let wakeup = engine.persist_wakeup.clone();
+        tokio::spawn(async move { persister_loop(weak, wakeup).await });
         Ok(engine)
     }
 
@@ -520,23 +521,24 @@ fn wal_thread(
 }
 
 /// Persists when the buffer is large or old enough.
-async fn persister_loop(engine: std::sync::Weak<Engine>) {
+/// Holds the engine only while it works, so dropping the engine ends the loop.
+async fn persister_loop(engine: std::sync::Weak<Engine>, wakeup: Arc<Notify>) {
     loop {
-        let Some(strong) = engine.upgrade() else {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = wakeup.notified() => {}
+        }
+        let Some(engine) = engine.upgrade() else {
             return;
         };
-        let wakeup = tokio::time::sleep(Duration::from_millis(500));
-        tokio::select! {
-            _ = wakeup => {}
-            _ = strong.persist_wakeup.notified() => {}
-        }
         let (bytes, age) = {
-            let buffer = strong.buffer.read();
+            let buffer = engine.buffer.read();
             (buffer.active_bytes(), buffer.active_age())
         };
-        let due = bytes >= strong.config.persist_buffer_bytes
-            || age.is_some_and(|a| a >= strong.config.persist_max_age);
-        if due && strong.persist().await.is_err() {
+        let due = bytes >= engine.config.persist_buffer_bytes
+            || age.is_some_and(|a| a >= engine.config.persist_max_age);
+        if due && engine.persist().await.is_err() {
+            drop(engine);
             // Already logged; retry after a pause rather than spinning.
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
