@@ -37,7 +37,7 @@ pub struct ServeArgs {
     pub wal_flush_interval: Duration,
 
     /// Persist the write buffer to Parquet once it holds this much data (e.g. `256MiB`).
-    #[arg(long, env = "CHRONOSDB_BUFFER_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, env = "CHRONOSDB_BUFFER_SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub buffer_size: usize,
 
     /// Persist buffered data at the latest this long after it was written (e.g. `5m`).

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::buffer::{Generation, WriteBuffer};
 use crate::error::{Result, StorageError};
-use crate::persist::{batch_time_range, encode_parquet, prepare_partitions};
+use crate::persist::{batch_time_range, encode_parquet, for_each_partition};
 use crate::record::WalPayload;
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
@@ -98,6 +98,8 @@ pub struct Engine {
     wal_tx: mpsc::Sender<WalCommand>,
     persist_lock: tokio::sync::Mutex<()>,
     persist_wakeup: Arc<Notify>,
+    /// Signalled when a persisted generation leaves the buffer (memory was freed).
+    buffer_released: Notify,
     shards: ShardMap,
 }
 
@@ -182,6 +184,7 @@ impl Engine {
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
             persist_wakeup: Arc::new(Notify::new()),
+            buffer_released: Notify::new(),
             shards: ShardMap::single_node(),
         });
         let weak = Arc::downgrade(&engine);
@@ -237,6 +240,7 @@ impl Engine {
             let (lo, hi) = batch_time_range(batch);
             self.shards.check_local(database, lo, hi);
         }
+        self.wait_for_buffer_space().await;
         let header = WalPayload {
             database: database.to_string(),
             precision,
@@ -261,6 +265,19 @@ impl Engine {
             self.persist_wakeup.notify_one();
         }
         Ok(outcome)
+    }
+
+    /// Back-pressure: while the buffer holds twice the persist threshold (ingest outruns
+    /// persistence), new writes wait for a persisted generation to leave it. Memory stays
+    /// bounded; the writes are slowed, never refused or lost.
+    async fn wait_for_buffer_space(&self) {
+        let limit = self.config.persist_buffer_bytes.saturating_mul(2);
+        while self.buffer.read().total_bytes() >= limit {
+            self.persist_wakeup.notify_one();
+            let released = self.buffer_released.notified();
+            // A timeout as well, so a notification sent just before we waited is not missed.
+            let _ = tokio::time::timeout(Duration::from_millis(50), released).await;
+        }
     }
 
     /// The schema, files and buffered rows of a table, consistent with each other: a
@@ -327,12 +344,13 @@ impl Engine {
             let encode_schema = schema.clone();
             let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
                 let mut out = Vec::new();
-                for (partition, batch) in prepare_partitions(&batches, &encode_schema)? {
+                for_each_partition(&batches, &encode_schema, |partition, batch| {
                     let (min_time, max_time) = batch_time_range(&batch);
                     let rows = batch.num_rows() as u64;
                     let bytes = encode_parquet(&batch, &encode_schema)?;
                     out.push((partition, min_time, max_time, rows, bytes));
-                }
+                    Ok(())
+                })?;
                 Ok(out)
             })
             .await
@@ -375,6 +393,7 @@ impl Engine {
             self.catalog.apply(ops)?;
             buffer.release(generation_id);
         }
+        self.buffer_released.notify_waiters();
         save_catalog(self.config.object_store.as_ref(), &self.catalog).await?;
         let wal_dir = self.config.wal_dir.clone();
         let removed = tokio::task::spawn_blocking(move || {

@@ -31,26 +31,32 @@ pub fn partition_start(time: i64) -> i64 {
     time.div_euclid(PARTITION_NANOS) * PARTITION_NANOS
 }
 
-/// Concatenates `batches` (oldest first) and returns one sorted, merged batch per
-/// partition, in partition order.
-pub fn prepare_partitions(
+/// Concatenates `batches` (oldest first) and hands `emit` one sorted, merged batch per
+/// partition, in partition order. Partitions are made one at a time and each is dropped
+/// before the next is built, so persisting needs little memory beyond the data itself.
+pub fn for_each_partition(
     batches: &[RecordBatch],
     schema: &TableSchema,
-) -> Result<Vec<(i64, RecordBatch)>> {
+    mut emit: impl FnMut(i64, RecordBatch) -> Result<()>,
+) -> Result<()> {
     let arrow_schema = schema.arrow_schema();
     let aligned = batches
         .iter()
         .map(|b| align_batch(b, &arrow_schema))
         .collect::<Result<Vec<_>>>()?;
     let all = concat_batches(&arrow_schema, &aligned)?;
+    drop(aligned);
     if all.num_rows() == 0 {
-        return Ok(vec![]);
+        return Ok(());
     }
-    let mut out = Vec::new();
-    for (start, part) in split_partitions(&all)? {
-        out.push((start, sort_and_merge(&part, schema)?));
+    for (start, rows) in partition_rows(&all) {
+        let sorted = match rows {
+            None => sort_and_merge(&all, schema)?,
+            Some(rows) => sort_and_merge(&take_rows(&all, &UInt32Array::from(rows))?, schema)?,
+        };
+        emit(start, sorted)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn times(batch: &RecordBatch) -> &TimestampNanosecondArray {
@@ -62,11 +68,12 @@ fn times(batch: &RecordBatch) -> &TimestampNanosecondArray {
         .expect("column 0 of a table batch is the nanosecond time column")
 }
 
-fn split_partitions(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+/// The rows of each partition in `batch`; `None` when every row is in one partition.
+fn partition_rows(batch: &RecordBatch) -> Vec<(i64, Option<Vec<u32>>)> {
     let times = times(batch);
     let first = partition_start(times.value(0));
     if times.values().iter().all(|t| partition_start(*t) == first) {
-        return Ok(vec![(first, batch.clone())]);
+        return vec![(first, None)];
     }
     let mut groups: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
     for (i, t) in times.values().iter().enumerate() {
@@ -77,7 +84,7 @@ fn split_partitions(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
     }
     groups
         .into_iter()
-        .map(|(start, rows)| Ok((start, take_rows(batch, &UInt32Array::from(rows))?)))
+        .map(|(start, rows)| (start, Some(rows)))
         .collect()
 }
 
@@ -251,7 +258,12 @@ mod tests {
             .len()
         );
         let batches: Vec<_> = w.batches.into_iter().map(|b| b.batch).collect();
-        let parts = prepare_partitions(&batches, &schema).expect("partitions");
+        let mut parts = Vec::new();
+        for_each_partition(&batches, &schema, |start, batch| {
+            parts.push((start, batch));
+            Ok(())
+        })
+        .expect("partitions");
         assert_eq!(parts.len(), 2);
         let (start, first) = &parts[0];
         assert_eq!(*start, 0);
