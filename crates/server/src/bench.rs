@@ -3,8 +3,10 @@
 //!
 //! One `cpu` row per host every 10 s from 2016-01-01T00:00:00Z, ten tags (hostname,
 //! region, datacenter, rack, os, arch, team, service, service_version,
-//! service_environment) and ten float fields (usage_user … usage_guest_nice) that follow a
-//! bounded random walk, as TSBS generates them. Batches are encoded before the clock
+//! service_environment) and ten fields (usage_user … usage_guest_nice), each a random walk
+//! with standard-normal steps clamped to [0, 100], written as integers as TSBS's devops
+//! generator does (`ToPointAllInt64`); `--float-values` writes the walk's full-precision
+//! floats instead, a harder case for compression. Batches are encoded before the clock
 //! starts, so the loader measures the server, not itself. The same loader writes to
 //! InfluxDB 1.x (`/write?db=`), which is how the two are compared side by side.
 
@@ -69,6 +71,9 @@ pub struct BenchArgs {
     /// Label printed with the result.
     #[arg(long, default_value = "chronosdb")]
     pub label: String,
+    /// Write the random walk as full-precision floats instead of TSBS's integers.
+    #[arg(long)]
+    pub float_values: bool,
 }
 
 /// xorshift64*: small, fast and deterministic; the data only needs to look like metrics.
@@ -80,6 +85,13 @@ impl Rng {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard-normal sample (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -133,11 +145,15 @@ fn encode(args: &BenchArgs) -> (Vec<Bytes>, usize) {
             body.push_str(&host.tags);
             for (i, field) in FIELDS.iter().enumerate() {
                 let v = &mut host.values[i];
-                *v = (*v + (rng.next_f64() - 0.5) * 2.0).clamp(0.0, 100.0);
+                *v = (*v + rng.normal()).clamp(0.0, 100.0);
                 body.push(if i == 0 { ' ' } else { ',' });
                 body.push_str(field);
                 body.push('=');
-                body.push_str(&format!("{v}"));
+                if args.float_values {
+                    body.push_str(&format!("{v}"));
+                } else {
+                    body.push_str(&format!("{}i", *v as i64));
+                }
             }
             body.push(' ');
             body.push_str(&ts.to_string());
