@@ -398,8 +398,14 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         let raw = &self.text[start..self.pos];
-        raw.parse::<i64>()
-            .map_err(|_| format!("invalid timestamp {raw:?}: expected an integer"))
+        raw.parse::<i64>().map_err(|_| {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                format!("timestamp {raw} is out of range (it must fit a signed 64-bit integer)")
+            } else {
+                format!("invalid timestamp {raw:?}: expected an integer")
+            }
+        })
     }
 }
 

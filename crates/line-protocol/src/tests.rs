@@ -139,6 +139,11 @@ fn refused_inputs() {
     assert!(err("cpu,t v=1").message.contains("'='"));
     assert!(err("cpu,t= v=1").message.contains("empty value"));
     assert!(err("cpu v=1 abc").message.contains("timestamp"));
+    assert!(
+        err("cpu v=1 99999999999999999999")
+            .message
+            .contains("out of range")
+    );
     assert!(err("cpu v=1 1 extra").message.contains("unexpected text"));
     assert!(
         err("cpu v=9223372036854775808i")
