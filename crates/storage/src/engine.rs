@@ -237,7 +237,7 @@ impl Engine {
             return Ok(outcome);
         }
         for TableBatch { batch, .. } in &prepared.batches {
-            let (lo, hi) = batch_time_range(batch);
+            let (lo, hi) = batch_time_range(batch)?;
             self.shards.check_local(database, lo, hi);
         }
         self.wait_for_buffer_space().await;
@@ -345,7 +345,7 @@ impl Engine {
             let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
                 let mut out = Vec::new();
                 for_each_partition(&batches, &encode_schema, |partition, batch| {
-                    let (min_time, max_time) = batch_time_range(&batch);
+                    let (min_time, max_time) = batch_time_range(&batch)?;
                     let rows = batch.num_rows() as u64;
                     let bytes = encode_parquet(&batch, &encode_schema)?;
                     out.push((partition, min_time, max_time, rows, bytes));

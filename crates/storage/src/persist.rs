@@ -19,7 +19,7 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::buffer::align_batch;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 
 /// Nanoseconds in a day: the width of a time partition.
 pub const PARTITION_NANOS: i64 = 86_400_000_000_000;
@@ -49,7 +49,7 @@ pub fn for_each_partition(
     if all.num_rows() == 0 {
         return Ok(());
     }
-    for (start, rows) in partition_rows(&all) {
+    for (start, rows) in partition_rows(&all)? {
         let sorted = match rows {
             None => sort_and_merge(&all, schema)?,
             Some(rows) => sort_and_merge(&take_rows(&all, &UInt32Array::from(rows))?, schema)?,
@@ -59,21 +59,23 @@ pub fn for_each_partition(
     Ok(())
 }
 
-fn times(batch: &RecordBatch) -> &TimestampNanosecondArray {
+fn times(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
     // Column 0 is `time` in every table schema (TableSchema puts it first).
     batch
         .column(0)
         .as_any()
         .downcast_ref::<TimestampNanosecondArray>()
-        .expect("column 0 of a table batch is the nanosecond time column")
+        .ok_or_else(|| {
+            StorageError::Arrow("column 0 of a table batch is not the time column".into())
+        })
 }
 
 /// The rows of each partition in `batch`; `None` when every row is in one partition.
-fn partition_rows(batch: &RecordBatch) -> Vec<(i64, Option<Vec<u32>>)> {
-    let times = times(batch);
+fn partition_rows(batch: &RecordBatch) -> Result<Vec<(i64, Option<Vec<u32>>)>> {
+    let times = times(batch)?;
     let first = partition_start(times.value(0));
     if times.values().iter().all(|t| partition_start(*t) == first) {
-        return vec![(first, None)];
+        return Ok(vec![(first, None)]);
     }
     let mut groups: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
     for (i, t) in times.values().iter().enumerate() {
@@ -82,10 +84,10 @@ fn partition_rows(batch: &RecordBatch) -> Vec<(i64, Option<Vec<u32>>)> {
             .or_default()
             .push(i as u32);
     }
-    groups
+    Ok(groups
         .into_iter()
         .map(|(start, rows)| (start, Some(rows)))
-        .collect()
+        .collect())
 }
 
 fn take_rows(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
@@ -209,11 +211,11 @@ pub fn encode_parquet(batch: &RecordBatch, table: &TableSchema) -> Result<Vec<u8
 }
 
 /// Min and max time of a sorted-or-not batch (non-empty).
-pub fn batch_time_range(batch: &RecordBatch) -> (i64, i64) {
-    let t = times(batch);
+pub fn batch_time_range(batch: &RecordBatch) -> Result<(i64, i64)> {
+    let t = times(batch)?;
     let lo = t.values().iter().copied().min().unwrap_or_default();
     let hi = t.values().iter().copied().max().unwrap_or_default();
-    (lo, hi)
+    Ok((lo, hi))
 }
 
 #[cfg(test)]
