@@ -210,14 +210,6 @@ pub fn encode_parquet(batch: &RecordBatch, table: &TableSchema) -> Result<Vec<u8
     Ok(out)
 }
 
-/// Min and max time of a sorted-or-not batch (non-empty).
-pub fn batch_time_range(batch: &RecordBatch) -> Result<(i64, i64)> {
-    let t = times(batch)?;
-    let lo = t.values().iter().copied().min().unwrap_or_default();
-    let hi = t.values().iter().copied().max().unwrap_or_default();
-    Ok((lo, hi))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

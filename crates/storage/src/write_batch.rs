@@ -223,12 +223,11 @@ fn row_keys(schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<u64>> {
 /// Whether two lines have the same table, keys and value types, in the same order.
 fn same_shape(a: &ParsedLine<'_>, b: &ParsedLine<'_>) -> bool {
     a.measurement == b.measurement
-        && a.tags.len() == b.tags.len()
-        && a.fields.len() == b.fields.len()
-        && a.tags.iter().zip(&b.tags).all(|(x, y)| x.0 == y.0)
-        && a.fields.iter().zip(&b.fields).all(|(x, y)| {
-            x.0 == y.0 && std::mem::discriminant(&x.1) == std::mem::discriminant(&y.1)
-        })
+        && same_keys(a, b)
+        && a.fields
+            .iter()
+            .zip(&b.fields)
+            .all(|(x, y)| std::mem::discriminant(&x.1) == std::mem::discriminant(&y.1))
 }
 
 /// Same keys in the same order (types are already known to match the schema).
