@@ -2,6 +2,7 @@
 //! [`table::ChronosTable`]s, and the session set-up every front end (pgwire, HTTP) shares.
 
 pub mod catalog;
+pub mod functions;
 pub mod table;
 
 use std::sync::Arc;
@@ -67,6 +68,7 @@ impl QueryEngine {
             database,
             Arc::new(DatabaseCatalog::new(self.engine.clone(), database)),
         );
+        functions::register(&ctx);
         Ok(ctx)
     }
 }

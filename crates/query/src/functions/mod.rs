@@ -1,0 +1,31 @@
+//! chronosdb's SQL functions, registered on every session beside DataFusion's own.
+//!
+//! - [`time_bucket`]: TimescaleDB's `time_bucket` (DataFusion already has `date_bin` and
+//!   `date_trunc`).
+//! - [`first_last`]: `first(value, time)` / `last(value, time)`.
+//! - [`series`]: window functions over a time-ordered series (`derivative`, `rate`, ...).
+//!
+//! - [`approx_distinct`]: DataFusion's HyperLogLog count, extended to tag columns and
+//!   also called `approx_count_distinct`.
+
+pub mod approx_distinct;
+pub mod first_last;
+pub mod series;
+pub mod time_bucket;
+
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::prelude::SessionContext;
+
+/// Registers every chronosdb function on `ctx`.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
+    for end in [first_last::End::First, first_last::End::Last] {
+        ctx.register_udaf(AggregateUDF::new_from_impl(first_last::Selector::new(end)));
+    }
+    for kind in series::SeriesKind::ALL {
+        ctx.register_udwf(WindowUDF::new_from_impl(series::SeriesFunction::new(kind)));
+    }
+    ctx.register_udaf(AggregateUDF::new_from_impl(
+        approx_distinct::ApproxDistinct::new(),
+    ));
+}
