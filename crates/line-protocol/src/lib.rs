@@ -11,10 +11,12 @@
 //! double quotes and backslashes. A backslash before any other character is literal.
 
 mod precision;
+mod writer;
 
 use std::borrow::Cow;
 
 pub use precision::{Precision, PrecisionError};
+pub use writer::{EncodeError, write_line};
 
 /// One parsed point. Names borrow from the input unless they contained escapes.
 #[derive(Debug, Clone, PartialEq)]

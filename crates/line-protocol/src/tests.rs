@@ -190,3 +190,66 @@ fn precisions() {
         1_000_000_000
     );
 }
+
+#[test]
+fn written_lines_parse_back_to_the_same_point() {
+    let mut out = Vec::new();
+    let tags = [("host name", "a,b=c"), ("empty", ""), ("dc", "eu")];
+    let fields = [
+        ("f", FieldValue::Float(0.1)),
+        ("i", FieldValue::Integer(-7)),
+        ("u", FieldValue::UInteger(u64::MAX)),
+        ("b", FieldValue::Boolean(true)),
+        ("s", FieldValue::String(r#"say "hi" \ bye"#.into())),
+        ("n", FieldValue::String("two\nlines".into())),
+    ];
+    write_line(&mut out, "my cpu,x", &tags, &fields, Some(-12)).expect("encodes");
+    write_line(&mut out, "m", &[], &[("v", FieldValue::Float(1.0))], None).expect("encodes");
+    let lines: Vec<_> = parse_lines(&out)
+        .into_iter()
+        .map(|l| l.expect("parses"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let p = &lines[0];
+    assert_eq!(p.measurement, "my cpu,x");
+    assert_eq!(
+        p.tags,
+        vec![
+            ("host name".into(), "a,b=c".into()),
+            ("dc".into(), "eu".into())
+        ]
+    );
+    assert_eq!(p.fields.len(), 6);
+    for ((key, value), (pk, pv)) in fields.iter().zip(&p.fields) {
+        assert_eq!(key, pk);
+        assert_eq!(value, pv);
+    }
+    assert_eq!(p.timestamp, Some(-12));
+    assert_eq!(lines[1].timestamp, None);
+}
+
+#[test]
+fn unwritable_points_are_refused_and_leave_no_bytes() {
+    let mut out = b"keep\n".to_vec();
+    let bad = write_line(
+        &mut out,
+        "m",
+        &[("t", "a\nb")],
+        &[("v", FieldValue::Integer(1))],
+        None,
+    );
+    assert!(matches!(bad, Err(EncodeError::LineBreak { .. })));
+    let bad = write_line(
+        &mut out,
+        "m",
+        &[],
+        &[("v", FieldValue::Float(f64::NAN))],
+        None,
+    );
+    assert!(matches!(bad, Err(EncodeError::NonFinite { .. })));
+    assert_eq!(
+        write_line(&mut out, "m", &[], &[], None),
+        Err(EncodeError::NoFields)
+    );
+    assert_eq!(out, b"keep\n");
+}

@@ -9,12 +9,83 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use async_trait::async_trait;
+use chronosdb_catalog::{Column, FieldType, TIME_COLUMN};
 use chronosdb_storage::Engine;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{Constraint, not_impl_err, plan_err};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::table::ChronosTable;
+
+/// The chronosdb columns a `CREATE TABLE` declares.
+fn declared_columns(name: &str, table: &Arc<dyn TableProvider>) -> Result<Vec<Column>> {
+    let schema = table.schema();
+    let primary_key: Option<Vec<usize>> = table.constraints().and_then(|constraints| {
+        constraints.iter().find_map(|c| match c {
+            Constraint::PrimaryKey(indices) => Some(indices.clone()),
+            _ => None,
+        })
+    });
+    let mut has_time = false;
+    let mut columns = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let column = field.name();
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
+        );
+        if column == TIME_COLUMN {
+            if !matches!(field.data_type(), DataType::Timestamp(..)) {
+                return plan_err!("{name}.time must be a TIMESTAMP, not {}", field.data_type());
+            }
+            has_time = true;
+            continue;
+        }
+        let is_tag = match &primary_key {
+            Some(key) => key.contains(&i),
+            None => text,
+        };
+        if is_tag {
+            if !text {
+                return plan_err!(
+                    "{name}.{column} is in the primary key, so it is a tag, and tags are text; it is declared {}",
+                    field.data_type()
+                );
+            }
+            columns.push(Column::tag(column));
+            continue;
+        }
+        let field_type = match field.data_type() {
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..) => FieldType::Float,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                FieldType::Integer
+            }
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                FieldType::UInteger
+            }
+            DataType::Boolean => FieldType::Boolean,
+            t if text && !matches!(t, DataType::Dictionary(..)) => FieldType::String,
+            other => {
+                return plan_err!(
+                    "{name}.{column}: type {other} cannot be stored; use DOUBLE, BIGINT, BIGINT UNSIGNED, BOOLEAN or TEXT"
+                );
+            }
+        };
+        columns.push(Column::field(column, field_type));
+    }
+    if !has_time {
+        return plan_err!(
+            "a chronosdb table needs a time column: add `time TIMESTAMP` to CREATE TABLE {name}"
+        );
+    }
+    Ok(columns)
+}
 
 /// The schema that holds a database's tables.
 pub const SCHEMA_NAME: &str = "public";
@@ -97,6 +168,44 @@ impl SchemaProvider for DatabaseSchema {
                 &def.schema,
             )) as Arc<dyn TableProvider>
         }))
+    }
+
+    /// `CREATE TABLE`: declares a table (its columns are added to the catalog durably).
+    /// Columns of the `PRIMARY KEY` other than `time` are tags; without a primary key every
+    /// text column is a tag. The schema stays dynamic: later writes may add columns.
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(mem) = table.downcast_ref::<MemTable>() {
+            let has_rows = mem.batches.iter().any(|partition| {
+                partition
+                    .try_read()
+                    .map(|batches| batches.iter().any(|b| b.num_rows() > 0))
+                    .unwrap_or(true)
+            });
+            if has_rows {
+                return not_impl_err!(
+                    "CREATE TABLE ... AS SELECT is not supported; use CREATE TABLE, then INSERT INTO {name} SELECT ..."
+                );
+            }
+        }
+        let columns = declared_columns(&name, &table)?;
+        let engine = self.engine.clone();
+        let database = self.database.clone();
+        let table_name = name.clone();
+        let create = async move { engine.create_table(&database, &table_name, columns).await };
+        // The catalog API is synchronous; the catalog is saved before the statement returns.
+        let handle = tokio::runtime::Handle::current();
+        let created = match handle.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => {
+                return not_impl_err!("CREATE TABLE needs the multi-threaded runtime");
+            }
+            _ => tokio::task::block_in_place(|| handle.block_on(create)),
+        };
+        created.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(None)
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod functions;
+pub mod insert;
 pub mod table;
 
 use std::sync::Arc;

@@ -13,16 +13,20 @@ use async_trait::async_trait;
 use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
 use chronosdb_storage::Engine;
 use chronosdb_storage::persist::sort_and_merge;
+
+use crate::insert::InsertSink;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{DFSchema, Result, ScalarValue, not_impl_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -38,6 +42,8 @@ pub struct ChronosTable {
     database: String,
     name: String,
     schema: SchemaRef,
+    /// `now()`: the default of the time column.
+    time_default: Expr,
 }
 
 impl ChronosTable {
@@ -47,6 +53,7 @@ impl ChronosTable {
             database: database.to_string(),
             name: name.to_string(),
             schema: schema.arrow_schema(),
+            time_default: datafusion::functions::datetime::expr_fn::now(),
         }
     }
 }
@@ -83,6 +90,33 @@ impl TableProvider for ChronosTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Used for pruning only; DataFusion still applies every filter on top.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    /// `INSERT` without a time stores the server's time, as a line without a timestamp does.
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        (column == TIME_COLUMN).then_some(&self.time_default)
+    }
+
+    /// Rows inserted with SQL go through the engine's durable write path.
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return not_impl_err!(
+                "{insert_op} is not supported: chronosdb tables are appended to (a point \
+                 written again at the same time and series replaces the earlier one)"
+            );
+        }
+        let sink = InsertSink::new(
+            self.engine.clone(),
+            &self.database,
+            &self.name,
+            self.schema.clone(),
+        );
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
     async fn scan(

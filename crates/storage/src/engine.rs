@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronosdb_catalog::{Catalog, CatalogOp, ParquetFile, TableSchema};
+use chronosdb_catalog::{Catalog, CatalogOp, Column, ParquetFile, TableSchema};
 use chronosdb_line_protocol::{LineError, Precision};
 use datafusion::arrow::record_batch::RecordBatch;
 use object_store::path::Path as ObjectPath;
@@ -98,6 +98,8 @@ pub struct Engine {
     buffer: Arc<RwLock<WriteBuffer>>,
     wal_tx: mpsc::Sender<WalCommand>,
     persist_lock: tokio::sync::Mutex<()>,
+    /// Serialises catalog saves, so an older snapshot never overwrites a newer one.
+    catalog_save_lock: tokio::sync::Mutex<()>,
     persist_wakeup: Arc<Notify>,
     /// Signalled when a persisted generation leaves the buffer (memory was freed).
     buffer_released: Notify,
@@ -184,6 +186,7 @@ impl Engine {
             buffer,
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
+            catalog_save_lock: tokio::sync::Mutex::new(()),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
             shards: ShardMap::single_node(),
@@ -271,6 +274,35 @@ impl Engine {
             self.persist_wakeup.notify_one();
         }
         Ok(outcome)
+    }
+
+    /// Creates (or extends) a table with declared columns, durably: the catalog is saved
+    /// before this returns, so the table outlives a crash even before any point is written.
+    pub async fn create_table(
+        &self,
+        database: &str,
+        table: &str,
+        columns: Vec<Column>,
+    ) -> Result<()> {
+        self.catalog.apply(vec![CatalogOp::AddColumns {
+            database: database.to_string(),
+            table: table.to_string(),
+            columns,
+        }])?;
+        self.save_catalog().await
+    }
+
+    /// Writes the current catalog to the object store.
+    async fn save_catalog(&self) -> Result<()> {
+        let _guard = self.catalog_save_lock.lock().await;
+        self.config
+            .object_store
+            .put(
+                &ObjectPath::from(CATALOG_PATH),
+                PutPayload::from(self.catalog.to_json()),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Back-pressure: while the buffer holds twice the persist threshold (ingest outruns
@@ -402,7 +434,7 @@ impl Engine {
             buffer.release(generation_id);
         }
         self.buffer_released.notify_waiters();
-        save_catalog(self.config.object_store.as_ref(), &self.catalog).await?;
+        self.save_catalog().await?;
         let wal_dir = self.config.wal_dir.clone();
         let removed = tokio::task::spawn_blocking(move || {
             WalWriter::remove_segments_before(&wal_dir, last_sequence + 1)
@@ -458,16 +490,6 @@ async fn load_catalog(store: &dyn ObjectStore) -> Result<Catalog> {
         Err(object_store::Error::NotFound { .. }) => Ok(Catalog::default()),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn save_catalog(store: &dyn ObjectStore, catalog: &Catalog) -> Result<()> {
-    store
-        .put(
-            &ObjectPath::from(CATALOG_PATH),
-            PutPayload::from(catalog.to_json()),
-        )
-        .await?;
-    Ok(())
 }
 
 /// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.

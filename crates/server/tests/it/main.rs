@@ -7,3 +7,4 @@ mod crash;
 mod ingest;
 mod query;
 mod slt;
+mod sql_write;
