@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod functions;
 pub mod insert;
+pub mod series_match;
 pub mod table;
 
 use std::sync::Arc;
@@ -70,6 +71,13 @@ impl QueryEngine {
             Arc::new(DatabaseCatalog::new(self.engine.clone(), database)),
         );
         functions::register(&ctx);
+        ctx.register_udtf(
+            "series_match",
+            Arc::new(series_match::SeriesMatch::new(
+                self.engine.clone(),
+                database,
+            )),
+        );
         Ok(ctx)
     }
 }

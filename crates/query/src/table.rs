@@ -56,6 +56,11 @@ impl ChronosTable {
             time_default: datafusion::functions::datetime::expr_fn::now(),
         }
     }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A piece of a table's data with its time range.
@@ -244,7 +249,7 @@ fn merge_chunks(batches: &[RecordBatch], schema: &TableSchema) -> Result<RecordB
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
 
-fn empty_plan(
+pub(crate) fn empty_plan(
     schema: &SchemaRef,
     projection: Option<&Vec<usize>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
