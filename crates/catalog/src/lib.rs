@@ -59,10 +59,60 @@ pub struct TableDef {
     pub files: Vec<ParquetFile>,
 }
 
-/// One database: its tables by name.
+/// One database: its tables by name, and the metadata users attached to them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseDef {
     pub tables: BTreeMap<String, Arc<TableDef>>,
+    /// Key/value metadata, keyed by (table, series, key); a series is written as its tags,
+    /// `host=a,region=eu` ("" for the table itself).
+    #[serde(default, with = "metadata_entries")]
+    pub metadata: BTreeMap<MetadataKey, String>,
+}
+
+/// What a metadata value is attached to, and its name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MetadataKey {
+    pub table: String,
+    /// The series' tags as `k=v` pairs joined by commas; empty for the whole table.
+    pub series: String,
+    pub key: String,
+}
+
+/// JSON has no tuple keys: metadata is stored as a list of entries.
+mod metadata_entries {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::MetadataKey;
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        #[serde(flatten)]
+        key: MetadataKey,
+        value: String,
+    }
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<MetadataKey, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let entries: Vec<Entry> = map
+            .iter()
+            .map(|(key, value)| Entry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<MetadataKey, String>, D::Error> {
+        let entries = Vec::<Entry>::deserialize(d)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
+    }
 }
 
 /// The whole catalog at one moment.
@@ -91,6 +141,12 @@ pub enum CatalogOp {
         database: String,
         table: String,
         files: Vec<ParquetFile>,
+    },
+    /// Sets (`Some`) or removes (`None`) one metadata value.
+    SetMetadata {
+        database: String,
+        key: MetadataKey,
+        value: Option<String>,
     },
     SetPersistedWalSequence {
         sequence: u64,
@@ -155,6 +211,31 @@ impl CatalogState {
                     self.next_file_id = self.next_file_id.max(file.id + 1);
                 }
                 Arc::make_mut(def).files.extend(files);
+            }
+            CatalogOp::SetMetadata {
+                database,
+                key,
+                value,
+            } => {
+                let db = self
+                    .databases
+                    .get_mut(&database)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound(database.clone()))?;
+                let db = Arc::make_mut(db);
+                if !db.tables.contains_key(&key.table) {
+                    return Err(CatalogError::TableNotFound {
+                        database,
+                        table: key.table,
+                    });
+                }
+                match value {
+                    Some(value) => {
+                        db.metadata.insert(key, value);
+                    }
+                    None => {
+                        db.metadata.remove(&key);
+                    }
+                }
             }
             CatalogOp::SetPersistedWalSequence { sequence } => {
                 self.persisted_wal_sequence = self.persisted_wal_sequence.max(sequence);

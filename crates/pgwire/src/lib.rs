@@ -13,7 +13,7 @@ mod sessions;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chronosdb_query::QueryEngine;
+use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion_postgres::DfSessionService;
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
@@ -128,6 +128,8 @@ impl SimpleQueryHandler for QueryRouter {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let service = self.sessions.for_client(client)?;
+        let rewritten = rewrite_show(query);
+        let query = rewritten.as_deref().unwrap_or(query);
         SimpleQueryHandler::do_query(service.as_ref(), client, query).await
     }
 }
@@ -180,6 +182,8 @@ impl QueryParser for RoutingParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let service = self.sessions.for_client(client)?;
+        let rewritten = rewrite_show(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         service.query_parser().parse_sql(client, sql, types).await
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use async_trait::async_trait;
-use chronosdb_catalog::{Column, FieldType, TIME_COLUMN};
+use chronosdb_catalog::{CatalogOp, Column, FieldType, TIME_COLUMN};
 use chronosdb_storage::Engine;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
@@ -18,6 +18,8 @@ use datafusion::datasource::MemTable;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 
+use crate::QueryEngine;
+use crate::system::{SYSTEM_SCHEMA, SystemSchema};
 use crate::table::ChronosTable;
 
 /// The chronosdb columns a `CREATE TABLE` declares.
@@ -92,7 +94,8 @@ pub const SCHEMA_NAME: &str = "public";
 /// Schemas a front end may install beside `public`.
 const SYSTEM_SCHEMAS: [&str; 1] = ["pg_catalog"];
 
-/// One chronosdb database as a DataFusion catalog with a single `public` schema.
+/// One chronosdb database as a DataFusion catalog: its tables in `public`, what it holds in
+/// `system`, and the schemas a front end adds.
 #[derive(Debug)]
 pub struct DatabaseCatalog {
     schema: Arc<DatabaseSchema>,
@@ -101,13 +104,18 @@ pub struct DatabaseCatalog {
 }
 
 impl DatabaseCatalog {
-    pub fn new(engine: Arc<Engine>, database: &str) -> Self {
+    pub fn new(query: QueryEngine, database: &str) -> Self {
+        let mut system: HashMap<String, Arc<dyn SchemaProvider>> = HashMap::new();
+        system.insert(
+            SYSTEM_SCHEMA.to_string(),
+            Arc::new(SystemSchema::new(query.clone(), database)),
+        );
         Self {
             schema: Arc::new(DatabaseSchema {
-                engine,
+                engine: query.engine().clone(),
                 database: database.to_string(),
             }),
-            system_schemas: RwLock::default(),
+            system_schemas: RwLock::new(system),
         }
     }
 }
@@ -195,7 +203,14 @@ impl SchemaProvider for DatabaseSchema {
         let engine = self.engine.clone();
         let database = self.database.clone();
         let table_name = name.clone();
-        let create = async move { engine.create_table(&database, &table_name, columns).await };
+        let create = async move {
+            let op = CatalogOp::AddColumns {
+                database,
+                table: table_name,
+                columns,
+            };
+            engine.apply_catalog_ops(vec![op]).await
+        };
         // The catalog API is synchronous; the catalog is saved before the statement returns.
         let handle = tokio::runtime::Handle::current();
         let created = match handle.runtime_flavor() {

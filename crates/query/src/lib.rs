@@ -5,6 +5,8 @@ pub mod catalog;
 pub mod functions;
 pub mod insert;
 pub mod series_match;
+pub mod show;
+pub mod system;
 pub mod table;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use url::Url;
 
 pub use catalog::DatabaseCatalog;
+pub use show::rewrite_show;
 
 /// Errors of the query layer.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +71,7 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         ctx.register_catalog(
             database,
-            Arc::new(DatabaseCatalog::new(self.engine.clone(), database)),
+            Arc::new(DatabaseCatalog::new(self.clone(), database)),
         );
         functions::register(&ctx);
         ctx.register_udtf(

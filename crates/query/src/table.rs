@@ -21,6 +21,7 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result, ScalarValue, not_impl_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
@@ -201,8 +202,13 @@ impl TableProvider for ChronosTable {
                     Chunk::Buffer(b, ..) => {
                         // Files are older than the buffer: read them first.
                         if !files.is_empty() {
-                            let plan =
-                                parquet_plan(&schema, std::mem::take(&mut files), None, None)?;
+                            let plan = parquet_plan(
+                                state,
+                                &schema,
+                                std::mem::take(&mut files),
+                                None,
+                                None,
+                            )?;
                             batches.extend(
                                 datafusion::physical_plan::collect(plan, state.task_ctx()).await?,
                             );
@@ -212,7 +218,7 @@ impl TableProvider for ChronosTable {
                 }
             }
             if !files.is_empty() {
-                let plan = parquet_plan(&schema, files, None, None)?;
+                let plan = parquet_plan(state, &schema, files, None, None)?;
                 batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
             }
             batches.retain(|b| b.num_rows() > 0);
@@ -228,6 +234,7 @@ impl TableProvider for ChronosTable {
         }
         if !plain_files.is_empty() {
             plans.push(parquet_plan(
+                state,
                 &schema,
                 plain_files,
                 projection.clone(),
@@ -260,21 +267,39 @@ pub(crate) fn empty_plan(
     )?)
 }
 
+/// A Parquet scan of `files`. Footers and page indexes come from the runtime's metadata
+/// cache (files are immutable, so a cached footer never goes stale), and predicates are
+/// evaluated while decoding: the filter columns are read first, and the other columns only
+/// for the rows that pass (late materialisation).
 fn parquet_plan(
+    state: &dyn Session,
     schema: &SchemaRef,
     files: Vec<ParquetFile>,
     projection: Option<Vec<usize>>,
     predicate: Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let mut source = ParquetSource::new(schema.clone()).with_enable_page_index(true);
+    let runtime = state.runtime_env();
+    let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+    let reader = CachedParquetFileReaderFactory::new(
+        runtime.object_store(&store_url)?,
+        runtime.cache_manager.get_file_metadata_cache(),
+    );
+    // chronosdb writes no bloom filters: looking for them would only cost a read per file.
+    let mut source = ParquetSource::new(schema.clone())
+        .with_enable_page_index(true)
+        .with_bloom_filter_on_read(false)
+        .with_parquet_file_reader_factory(Arc::new(reader));
     if let Some(predicate) = predicate {
-        source = source.with_predicate(predicate);
+        source = source
+            .with_predicate(predicate)
+            .with_pushdown_filters(true)
+            .with_reorder_filters(true);
     }
     let group: Vec<PartitionedFile> = files
         .into_iter()
         .map(|f| PartitionedFile::new(f.path, f.size_bytes))
         .collect();
-    let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
         .with_file_groups(split_groups(group))
         .with_projection_indices(projection)?
         .build();

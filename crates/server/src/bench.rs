@@ -19,9 +19,9 @@ use clap::Args;
 
 use crate::ServerError;
 
-const START_NANOS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
-const INTERVAL_NANOS: i64 = 10_000_000_000;
-const FIELDS: [&str; 10] = [
+pub(crate) const START_NANOS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z
+pub(crate) const INTERVAL_NANOS: i64 = 10_000_000_000;
+pub(crate) const FIELDS: [&str; 10] = [
     "usage_user",
     "usage_system",
     "usage_idle",

@@ -2,6 +2,7 @@
 //! into a running server over HTTP and reports the ingest rate.
 
 mod bench;
+mod bench_queries;
 mod config;
 mod store;
 
@@ -48,6 +49,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Generate the TSBS devops cpu-only data set and load it into a server over HTTP.
     Bench(bench::BenchArgs),
+    /// Time the TSBS devops queries over the wire against chronosdb or InfluxDB 1.x.
+    BenchQueries(bench_queries::QueryBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::BenchQueries(args) => bench_queries::run(args).await,
         }
     });
     match result {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronosdb_catalog::{Catalog, CatalogOp, Column, ParquetFile, TableSchema};
+use chronosdb_catalog::{Catalog, CatalogOp, ParquetFile, TableSchema};
 use chronosdb_line_protocol::{LineError, Precision};
 use datafusion::arrow::record_batch::RecordBatch;
 use object_store::path::Path as ObjectPath;
@@ -276,19 +276,11 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Creates (or extends) a table with declared columns, durably: the catalog is saved
-    /// before this returns, so the table outlives a crash even before any point is written.
-    pub async fn create_table(
-        &self,
-        database: &str,
-        table: &str,
-        columns: Vec<Column>,
-    ) -> Result<()> {
-        self.catalog.apply(vec![CatalogOp::AddColumns {
-            database: database.to_string(),
-            table: table.to_string(),
-            columns,
-        }])?;
+    /// Applies catalog changes made with SQL (`CREATE TABLE`, metadata) durably: the
+    /// catalog is saved before this returns, so they outlive a crash even before any point
+    /// is written.
+    pub async fn apply_catalog_ops(&self, ops: Vec<CatalogOp>) -> Result<()> {
+        self.catalog.apply(ops)?;
         self.save_catalog().await
     }
 
@@ -382,12 +374,12 @@ impl Engine {
             let encode_schema = schema.clone();
             let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
                 let mut out = Vec::new();
-                for_each_partition(&batches, &encode_schema, |partition, batch| {
+                for_each_partition(&batches, &encode_schema, |partition, batch, sort_key| {
                     let (min_time, max_time) = time_range(&batch).ok_or_else(|| {
                         StorageError::Arrow("a persisted batch has no time values".into())
                     })?;
                     let rows = batch.num_rows() as u64;
-                    let bytes = encode_parquet(&batch, &encode_schema)?;
+                    let bytes = encode_parquet(&batch, sort_key)?;
                     out.push((partition, min_time, max_time, rows, bytes));
                     Ok(())
                 })?;

@@ -1,4 +1,4 @@
-//! Writing with SQL: `CREATE TABLE` and `INSERT` go through the durable write path, so what
+//! Writing with SQL: `CREATE TABLE`, `INSERT` and metadata go through durable paths, so what
 //! they acknowledged survives `kill -9`, and the table is a table like any written over HTTP.
 
 use crate::common::TestServer;
@@ -41,6 +41,9 @@ async fn created_tables_and_inserted_rows_survive_kill_9() {
         .await
         .expect("insert values with parameters");
     assert_eq!(inserted, 1);
+    pg.batch_execute("INSERT INTO system.metadata VALUES ('ratio', NULL, 'unit', 'percent')")
+        .await
+        .expect("metadata");
     drop(pg);
     server.kill9();
 
@@ -68,6 +71,14 @@ async fn created_tables_and_inserted_rows_survive_kill_9() {
         .expect("columns");
     let names: Vec<String> = columns.iter().map(|r| r.get::<_, String>(0)).collect();
     assert_eq!(names, ["time", "region", "level"]);
+    let unit = pg
+        .query_one(
+            "SELECT value FROM system.metadata WHERE table_name = 'ratio' AND key = 'unit'",
+            &[],
+        )
+        .await
+        .expect("metadata after restart");
+    assert_eq!(unit.get::<_, String>(0), "percent");
     // A tag declared by CREATE TABLE is a tag: writing it as a field is refused.
     let (status, body) = server
         .post("/write?db=derived", "empty_but_declared region=1i 1")
