@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod functions;
+pub mod gapfill;
 pub mod insert;
 pub mod series_match;
 pub mod show;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use chronosdb_storage::Engine;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use url::Url;
 
@@ -68,7 +70,14 @@ impl QueryEngine {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(2);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
+            .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             database,
             Arc::new(DatabaseCatalog::new(self.clone(), database)),

@@ -2,6 +2,7 @@
 //!
 //! - [`time_bucket`]: TimescaleDB's `time_bucket` (DataFusion already has `date_bin` and
 //!   `date_trunc`).
+//! - `time_bucket_gapfill`, `locf`, `interpolate`: see [`crate::gapfill`].
 //! - [`first_last`]: `first(value, time)` / `last(value, time)`.
 //! - [`series`]: window functions over a time-ordered series (`derivative`, `rate`, ...).
 //!
@@ -14,11 +15,17 @@ pub mod series;
 pub mod time_bucket;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+
+use crate::gapfill::{Fill, FillMarker, TimeBucketGapfill};
 use datafusion::prelude::SessionContext;
 
 /// Registers every chronosdb function on `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(TimeBucketGapfill::new()));
+    for fill in [Fill::Locf, Fill::Interpolate] {
+        ctx.register_udf(ScalarUDF::new_from_impl(FillMarker::new(fill)));
+    }
     for end in [first_last::End::First, first_last::End::Last] {
         ctx.register_udaf(AggregateUDF::new_from_impl(first_last::Selector::new(end)));
     }

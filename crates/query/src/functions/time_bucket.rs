@@ -226,6 +226,30 @@ impl ScalarUDFImpl for TimeBucket {
     }
 }
 
+/// The start of the default-origin bucket of `width` holding `t` (UTC nanoseconds).
+pub(crate) fn bucket_start(width: IntervalMonthDayNano, t: i64) -> Result<i64> {
+    BucketSpec {
+        width: Width::from_interval(width)?,
+        origin: None,
+        offset: IntervalMonthDayNano::ZERO,
+        tz: None,
+    }
+    .bucket(t)
+}
+
+/// The start of the bucket after the one starting at `start`.
+pub(crate) fn next_bucket(width: IntervalMonthDayNano, start: i64) -> Result<i64> {
+    match Width::from_interval(width)? {
+        Width::Nanos(w) => start
+            .checked_add(w)
+            .map_or_else(|| exec_err!("time_bucket: result out of range"), Ok),
+        Width::Months(m) => to_nanos(add_months(
+            DateTime::from_timestamp_nanos(start).naive_utc(),
+            i64::from(m),
+        )?),
+    }
+}
+
 /// A bucket width: fixed nanoseconds, or calendar months.
 #[derive(Debug, Clone, Copy)]
 enum Width {
