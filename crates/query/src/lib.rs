@@ -65,11 +65,15 @@ impl QueryEngine {
         if !self.has_database(database) {
             return Err(QueryError::DatabaseNotFound(database.to_string()));
         }
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(database, "public")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(2);
+        // Joins of series are equi-joins on time buckets and tags: sort-merge joins stream
+        // them in time order with memory bounded by the sort (which can spill), where a
+        // hash join would hold one whole side in memory.
+        config.options_mut().optimizer.prefer_hash_join = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())

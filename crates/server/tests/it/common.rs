@@ -153,3 +153,20 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// The plan text of `EXPLAIN sql`, logical and physical.
+pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    client
+        .simple_query(&format!("EXPLAIN {sql}"))
+        .await
+        .expect("explain")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some(r.get(1).unwrap_or_default().to_string())
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -231,24 +231,7 @@ async fn time_filters_skip_files_and_push_predicates_down() {
     server.stop();
     let server = TestServer::start(dir.path());
     let client = server.pg("db").await;
-    let plan = |sql: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .simple_query(&format!("EXPLAIN {sql}"))
-                .await
-                .expect("explain")
-                .iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        Some(r.get(1).unwrap_or_default().to_string())
-                    }
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
+    let plan = |sql: &'static str| crate::common::explain(&client, sql);
     let both = plan("SELECT v FROM cpu").await;
     assert!(
         both.contains("2024-01-01") && both.contains("2024-01-02"),
@@ -291,4 +274,27 @@ async fn time_filters_skip_files_and_push_predicates_down() {
             ("c".into(), Some("x".into()), Some(9)),
         ]
     );
+}
+
+#[tokio::test]
+async fn joins_stream_as_sort_merge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sql-tests/joins.lp"
+    ))
+    .expect("fixture");
+    server.write("joins", &fixture).await;
+    let client = server.pg("joins").await;
+    for sql in [
+        "SELECT r.minute, CAST(e.n AS DOUBLE) / r.n FROM (SELECT time_bucket('1 minute', time) AS minute, host, sum(count) AS n FROM requests GROUP BY 1, 2) r JOIN (SELECT time_bucket('1 minute', time) AS minute, host, sum(count) AS n FROM errors GROUP BY 1, 2) e ON r.minute = e.minute AND r.host = e.host",
+        "SELECT a.time, a.count - b.count FROM requests a JOIN requests b ON a.time = b.time WHERE a.host = 'a' AND b.host = 'b'",
+    ] {
+        let plan = crate::common::explain(&client, sql).await;
+        assert!(plan.contains("SortMergeJoinExec"), "{plan}");
+        for bad in ["CrossJoinExec", "NestedLoopJoinExec", "HashJoinExec"] {
+            assert!(!plan.contains(bad), "{bad} in {plan}");
+        }
+    }
 }
