@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod functions;
 pub mod gapfill;
 pub mod insert;
+pub mod last_point;
 pub mod series_match;
 pub mod show;
 pub mod system;
@@ -35,6 +36,8 @@ pub enum QueryError {
 pub struct QueryEngine {
     engine: Arc<Engine>,
     runtime: Arc<RuntimeEnv>,
+    /// Newest row per series of each Parquet file, for last-point queries.
+    last_rows: Arc<last_point::LastRowsCache>,
 }
 
 impl QueryEngine {
@@ -43,7 +46,11 @@ impl QueryEngine {
         let url = Url::parse(table::STORE_URL)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         runtime.register_object_store(&url, engine.object_store());
-        Ok(Self { engine, runtime })
+        Ok(Self {
+            engine,
+            runtime,
+            last_rows: Arc::default(),
+        })
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -79,6 +86,9 @@ impl QueryEngine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
+            .with_optimizer_rule(Arc::new(last_point::LastPointRule::new(
+                self.last_rows.clone(),
+            )))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -37,7 +37,7 @@ use datafusion::physical_plan::union::UnionExec;
 pub const STORE_URL: &str = "chronosdb://store/";
 
 /// One table of one database.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChronosTable {
     engine: Arc<Engine>,
     database: String,
@@ -61,6 +61,30 @@ impl ChronosTable {
     /// The table's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The database the table is in.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The names of the tag columns.
+    pub fn tag_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.data_type(),
+                    datafusion::arrow::datatypes::DataType::Dictionary(..)
+                )
+            })
+            .map(|f| f.name().clone())
+            .collect()
     }
 }
 

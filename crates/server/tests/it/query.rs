@@ -298,3 +298,75 @@ async fn joins_stream_as_sort_merge() {
         }
     }
 }
+
+/// Last-point queries read each file's newest row per series instead of the file, and
+/// still merge a point rewritten in the buffer: the answers equal those of the full scan.
+#[tokio::test]
+async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write(
+            "lp",
+            "cpu,host=a,dc=x u=1,v=10 1704067200000000000\n\
+             cpu,host=a,dc=x u=2 1704153600000000000\n\
+             cpu,host=b,dc=x u=3,v=30 1704067300000000000\n\
+             cpu,host=c,dc=y u=4 1704067100000000000",
+        )
+        .await;
+    server.stop();
+    let server = TestServer::start(dir.path());
+    // b's newest point rewritten in the buffer (v only); an older point of c.
+    server
+        .write(
+            "lp",
+            "cpu,host=b,dc=x v=31 1704067300000000000\ncpu,host=c,dc=y u=5 1704067000000000000",
+        )
+        .await;
+    let client = server.pg("lp").await;
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .simple_query(sql)
+                .await
+                .expect("query")
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let fast = "SELECT DISTINCT ON (host) * FROM cpu ORDER BY host, time DESC";
+    // A filter on a field disables the shortcut: the same question, answered by a full scan.
+    let full =
+        "SELECT DISTINCT ON (host) * FROM cpu WHERE u > -100 OR u IS NULL ORDER BY host, time DESC";
+    assert_eq!(
+        rows(fast).await,
+        [
+            "2024-01-02 00:00:00.000000 a x 2.0 NULL",
+            "2024-01-01 00:01:40.000000 b x 3.0 31.0",
+            "2023-12-31 23:58:20.000000 c y 4.0 NULL",
+        ]
+    );
+    assert_eq!(rows(fast).await, rows(full).await);
+    let grouped = rows("SELECT host, last(u, time), last(v, time), max(time) FROM cpu WHERE dc = 'x' GROUP BY host ORDER BY host").await;
+    assert_eq!(
+        grouped,
+        [
+            "a 2.0 NULL 2024-01-02 00:00:00.000000",
+            "b 3.0 31.0 2024-01-01 00:01:40.000000",
+        ]
+    );
+    let plan = crate::common::explain(&client, fast).await;
+    assert!(!plan.contains("file_type=parquet"), "{plan}");
+    let plan = crate::common::explain(&client, full).await;
+    assert!(plan.contains("file_type=parquet"), "{plan}");
+}
