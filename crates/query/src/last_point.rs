@@ -4,10 +4,10 @@
 //! and `max(time) … GROUP BY host` only need, for each series, its newest row. Persisted
 //! files are sorted by series then time and never change, so the newest row of each series
 //! in a file is fixed: [`LastPointRule`] recognises such an aggregate (grouped by tags only,
-//! selecting by time, filtered by tags only) and swaps the table scan for a
-//! [`LastRowsTable`] scan, which reads each file's last row per series from a cache (filled
-//! the first time a file is asked, by one read of it) plus the write buffer. The aggregate
-//! above still runs, over a few rows per series instead of all of them.
+//! selecting by time, filtered by tags only) and replaces it with a projection over a
+//! [`LastRowsTable`], which takes each file's newest row per series from a cache (filled
+//! the first time a file is asked, by one read of it) and the write buffer, applies the tag
+//! filters, and keeps the newest row of each group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,15 +18,20 @@ use chronosdb_storage::Engine;
 use chronosdb_storage::buffer::align_batch;
 use chronosdb_storage::persist::sort_and_merge;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{concat_batches, partition};
+use datafusion::arrow::array::{AsArray, UInt32Array};
+use datafusion::arrow::compute::{
+    SortColumn, SortOptions, concat_batches, filter_record_batch, lexsort_to_indices, partition,
+    take_record_batch,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{Column, DFSchema, DataFusionError, Result, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source, source_as_provider};
-use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableScan};
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, TableScanBuilder};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::physical_plan::ExecutionPlan;
@@ -104,11 +109,17 @@ fn newest_per_series(batch: &RecordBatch, tags: &[String]) -> Result<RecordBatch
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// A table's candidate last rows: each file's newest row per series, and the buffer.
+/// The newest row of each group of a table, among the rows that pass `predicates`.
+///
+/// Candidates are each file's newest row per series (cached) and the buffer, merged with
+/// the persistence rule (a point rewritten later wins field by field); the predicates (on
+/// tags only) are applied, then the newest row of each group is kept.
 #[derive(Debug)]
 pub struct LastRowsTable {
     table: Arc<ChronosTable>,
     cache: Arc<LastRowsCache>,
+    group_columns: Vec<String>,
+    predicates: Vec<Expr>,
 }
 
 #[async_trait]
@@ -121,28 +132,33 @@ impl TableProvider for LastRowsTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let engine = self.table.engine();
-        let snapshot = engine
-            .table_snapshot(self.table.database(), self.table.name())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let schema = self.table.schema();
-        let Some(snapshot) = snapshot else {
-            return MemorySourceConfig::try_new_exec(&[vec![]], schema, projection.cloned())
-                .map(|e| e as Arc<dyn ExecutionPlan>);
+        let batch = self.newest_rows(state).await?;
+        MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
+            .map(|e| e as Arc<dyn ExecutionPlan>)
+    }
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+impl LastRowsTable {
+    async fn newest_rows(&self, state: &dyn Session) -> Result<RecordBatch> {
+        let engine = self.table.engine();
+        let schema = self.table.schema();
+        let Some(snapshot) = engine
+            .table_snapshot(self.table.database(), self.table.name())
+            .map_err(external)?
+        else {
+            return Ok(RecordBatch::new_empty(schema));
         };
         let tags: Vec<String> = snapshot
             .schema
@@ -158,28 +174,64 @@ impl TableProvider for LastRowsTable {
         let mut candidates = Vec::with_capacity(files.len() + snapshot.buffered.len());
         for file in &files {
             let rows = self.cache.last_rows(engine, file, &tags).await?;
-            candidates.push(
-                align_batch(&rows, &current).map_err(|e| DataFusionError::External(Box::new(e)))?,
-            );
+            candidates.push(align_batch(&rows, &current).map_err(external)?);
         }
         for batch in &snapshot.buffered {
-            candidates.push(
-                align_batch(batch, &current).map_err(|e| DataFusionError::External(Box::new(e)))?,
-            );
+            candidates.push(align_batch(batch, &current).map_err(external)?);
         }
         let all = concat_batches(&current, &candidates)?;
-        // A point may be in a file and again (rewritten) in the buffer or a newer file:
-        // merge as everywhere else, so the last write of each field wins.
-        let merged = sort_and_merge(&all, &snapshot.schema)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch =
-            align_batch(&merged, &schema).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
+        let merged = sort_and_merge(&all, &snapshot.schema).map_err(external)?;
+        let mut rows = align_batch(&merged, &schema).map_err(external)?;
+        if let Some(predicate) = conjunction(self.predicates.iter().cloned()) {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+            let mask = predicate.evaluate(&rows)?.into_array(rows.num_rows())?;
+            rows = filter_record_batch(&rows, mask.as_boolean())?;
+        }
+        newest_per_group(&rows, &self.group_columns)
     }
 }
 
-/// Swaps the scan under a last-point aggregate for a [`LastRowsTable`].
+/// The newest row (largest time) of each group of `rows`.
+fn newest_per_group(rows: &RecordBatch, group_columns: &[String]) -> Result<RecordBatch> {
+    if rows.num_rows() == 0 {
+        return Ok(rows.clone());
+    }
+    let mut keys: Vec<SortColumn> = Vec::with_capacity(group_columns.len() + 1);
+    for name in group_columns {
+        let Some(values) = rows.column_by_name(name) else {
+            return plan_err!("last point: no column {name}");
+        };
+        keys.push(SortColumn {
+            values: values.clone(),
+            options: None,
+        });
+    }
+    let Some(time) = rows.column_by_name(TIME_COLUMN) else {
+        return plan_err!("last point: no time column");
+    };
+    keys.push(SortColumn {
+        values: time.clone(),
+        options: Some(SortOptions {
+            descending: true,
+            nulls_first: false,
+        }),
+    });
+    let order = lexsort_to_indices(&keys, None)?;
+    let sorted = take_record_batch(rows, &order)?;
+    let groups: Vec<_> = group_columns
+        .iter()
+        .filter_map(|g| sorted.column_by_name(g).cloned())
+        .collect();
+    let firsts: Vec<u32> = partition(&groups)?
+        .ranges()
+        .into_iter()
+        .map(|r| r.start as u32)
+        .collect();
+    Ok(take_record_batch(&sorted, &UInt32Array::from(firsts))?)
+}
+
+/// Answers a last-point aggregate from [`LastRowsTable`].
 #[derive(Debug)]
 pub struct LastPointRule {
     cache: Arc<LastRowsCache>,
@@ -209,134 +261,143 @@ impl OptimizerRule for LastPointRule {
             let LogicalPlan::Aggregate(aggregate) = &node else {
                 return Ok(Transformed::no(node));
             };
-            let Some(group_columns) = aggregate
-                .group_expr
-                .iter()
-                .map(|e| match e {
-                    Expr::Column(c) => Some(c.name.clone()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<String>>>()
-            else {
-                return Ok(Transformed::no(node));
-            };
-            if group_columns.is_empty()
-                || !aggregate
-                    .aggr_expr
-                    .iter()
-                    .all(|e| selects_newest(e, &group_columns))
-            {
-                return Ok(Transformed::no(node));
+            match self.answer(aggregate)? {
+                Some(plan) => Ok(Transformed::new(plan, true, TreeNodeRecursion::Jump)),
+                None => Ok(Transformed::no(node)),
             }
-            let Some(input) = self.swap_scan(&aggregate.input, &group_columns)? else {
-                return Ok(Transformed::no(node));
-            };
-            let rewritten = node.with_new_exprs(node.expressions(), vec![input])?;
-            Ok(Transformed::new(rewritten, true, TreeNodeRecursion::Jump))
         })
     }
 }
 
 impl LastPointRule {
-    /// The aggregate's input with its scan swapped, if everything between filters on tags.
-    fn swap_scan(
-        &self,
-        plan: &LogicalPlan,
-        group_columns: &[String],
-    ) -> Result<Option<LogicalPlan>> {
-        match plan {
-            LogicalPlan::Filter(filter) => {
-                let Some(table) = scanned_table(&filter.input) else {
-                    return Ok(None);
-                };
-                if !only_tags(&filter.predicate, &table) {
-                    return Ok(None);
-                }
-                let Some(input) = self.swap_scan(&filter.input, group_columns)? else {
-                    return Ok(None);
-                };
-                Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?))
-            }
-            LogicalPlan::Projection(projection) => {
-                if !projection.expr.iter().all(|e| matches!(e, Expr::Column(_))) {
-                    return Ok(None);
-                }
-                let Some(input) = self.swap_scan(&projection.input, group_columns)? else {
-                    return Ok(None);
-                };
-                Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?))
-            }
-            LogicalPlan::TableScan(scan) => {
-                let provider = source_as_provider(&scan.source)?;
-                let Some(table) = provider.downcast_ref::<ChronosTable>() else {
-                    return Ok(None);
-                };
-                let tags = table.tag_names();
-                if !group_columns.iter().all(|g| tags.contains(g))
-                    || !scan.filters.iter().all(|f| only_tags(f, &tags))
-                    || scan.fetch.is_some()
-                {
-                    return Ok(None);
-                }
-                let last_rows = LastRowsTable {
-                    table: Arc::new(table.clone()),
-                    cache: self.cache.clone(),
-                };
-                Ok(Some(LogicalPlan::TableScan(TableScan {
-                    source: provider_as_source(Arc::new(last_rows)),
-                    ..scan.clone()
-                })))
-            }
-            _ => Ok(None),
+    /// A projection over a [`LastRowsTable`] scan that produces what `aggregate` would, if
+    /// the aggregate only asks for each group's newest row.
+    fn answer(&self, aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+        let Some(group_columns) = aggregate
+            .group_expr
+            .iter()
+            .map(|e| match e {
+                Expr::Column(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>()
+        else {
+            return Ok(None);
+        };
+        if group_columns.is_empty() {
+            return Ok(None);
         }
+        let mut values = Vec::with_capacity(aggregate.aggr_expr.len());
+        for expr in &aggregate.aggr_expr {
+            match newest_value(expr, &group_columns) {
+                Some(value) => values.push(value),
+                None => return Ok(None),
+            }
+        }
+        // Down to the scan: projections of plain columns and filters on tags only.
+        let mut predicates = Vec::new();
+        let mut plan = aggregate.input.as_ref();
+        let scan = loop {
+            match plan {
+                LogicalPlan::Filter(filter) => {
+                    predicates.push(filter.predicate.clone());
+                    plan = filter.input.as_ref();
+                }
+                LogicalPlan::Projection(p)
+                    if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+                {
+                    plan = p.input.as_ref();
+                }
+                LogicalPlan::TableScan(scan) => break scan,
+                _ => return Ok(None),
+            }
+        };
+        let provider = source_as_provider(&scan.source)?;
+        let Some(table) = provider.downcast_ref::<ChronosTable>() else {
+            return Ok(None);
+        };
+        predicates.extend(scan.filters.iter().cloned());
+        let tags = table.tag_names();
+        if scan.fetch.is_some()
+            || !group_columns.iter().all(|g| tags.contains(g))
+            || !predicates.iter().all(|p| only_tags(p, &tags))
+        {
+            return Ok(None);
+        }
+        let last_rows = LastRowsTable {
+            table: Arc::new(table.clone()),
+            cache: self.cache.clone(),
+            group_columns,
+            predicates: predicates.iter().map(unqualified).collect::<Result<_>>()?,
+        };
+        let source = provider_as_source(Arc::new(last_rows));
+        let input =
+            LogicalPlan::TableScan(TableScanBuilder::new(scan.table_name.clone(), source).build()?);
+        // The aggregate's outputs, under the aggregate's names: group columns as they are,
+        // each aggregate as the newest row's value.
+        let outputs = aggregate.group_expr.iter().cloned().chain(values);
+        let exprs = outputs
+            .enumerate()
+            .map(|(i, expr)| {
+                let (qualifier, field) = aggregate.schema.qualified_field(i);
+                expr.alias_qualified(qualifier.cloned(), field.name())
+            })
+            .collect::<Vec<_>>();
+        Ok(Some(LogicalPlan::Projection(Projection::try_new(
+            exprs,
+            Arc::new(input),
+        )?)))
     }
 }
 
-/// The tag names of the table a plan (filters and projections over a scan) reads.
-fn scanned_table(plan: &LogicalPlan) -> Option<Vec<String>> {
-    match plan {
-        LogicalPlan::Filter(f) => scanned_table(&f.input),
-        LogicalPlan::Projection(p) => scanned_table(&p.input),
-        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
-            .ok()?
-            .downcast_ref::<ChronosTable>()
-            .map(ChronosTable::tag_names),
-        _ => None,
-    }
+/// `expr` with its columns unqualified, to evaluate against the table's own schema.
+fn unqualified(expr: &Expr) -> Result<Expr> {
+    expr.clone()
+        .transform(|e| match e {
+            Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                c.name,
+            )))),
+            e => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
 }
 
 fn only_tags(expr: &Expr, tags: &[String]) -> bool {
     expr.column_refs().iter().all(|c| tags.contains(&c.name))
 }
 
-/// Whether an aggregate picks the newest row's value in each group: `max(time)`,
+/// The newest row's value an aggregate asks for, if that is all it asks: `max(time)`,
 /// `first_value(x ORDER BY <group columns>, time DESC)` (what `DISTINCT ON` becomes), or
 /// `last_value(x ORDER BY <group columns>, time)` (what `last(x, time)` becomes).
-fn selects_newest(expr: &Expr, group_columns: &[String]) -> bool {
+fn newest_value(expr: &Expr, group_columns: &[String]) -> Option<Expr> {
     let expr = match expr {
         Expr::Alias(a) => a.expr.as_ref(),
         e => e,
     };
     let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
-        return false;
+        return None;
     };
-    if params.distinct || params.filter.is_some() {
-        return false;
+    let respects_nulls = matches!(
+        params.null_treatment,
+        None | Some(NullTreatment::RespectNulls)
+    );
+    if params.distinct || params.filter.is_some() || !respects_nulls || params.args.len() != 1 {
+        return None;
     }
     let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == TIME_COLUMN);
+    let value = params.args[0].clone();
     match func.name() {
-        "max" => params.args.len() == 1 && is_time(&params.args[0]),
+        "max" if is_time(&value) => Some(value),
         name @ ("first_value" | "last_value") => {
-            let Some((last, before)) = params.order_by.split_last() else {
-                return false;
-            };
+            let (last, before) = params.order_by.split_last()?;
             let newest_first = name == "first_value";
-            is_time(&last.expr)
+            let ordered = is_time(&last.expr)
                 && last.asc != newest_first
                 && before
                     .iter()
-                    .all(|s| matches!(&s.expr, Expr::Column(c) if group_columns.contains(&c.name)))
+                    .all(|s| matches!(&s.expr, Expr::Column(c) if group_columns.contains(&c.name)));
+            ordered.then_some(value)
         }
-        _ => false,
+        _ => None,
     }
 }

@@ -18,6 +18,9 @@ use crate::bench::{FIELDS, INTERVAL_NANOS, START_NANOS};
 pub enum Target {
     Chronosdb,
     Influxdb,
+    /// Print each run's SQL (`name<TAB>sql`) instead of running it, for other engines
+    /// (`scripts/bench-duckdb`).
+    PrintSql,
 }
 
 /// Options of `chronosdb bench-queries`.
@@ -224,6 +227,23 @@ async fn run_one(target: &Connection, query: &Query) -> Result<usize, ServerErro
     }
 }
 
+/// The queries asked for with `--only`, or all.
+fn selected(args: &QueryBenchArgs) -> Vec<&'static str> {
+    QUERIES
+        .into_iter()
+        .filter(|name| args.only.is_empty() || args.only.iter().any(|o| o == name))
+        .collect()
+}
+
+/// The same seed per query for every system: identical parameters, identical order.
+fn params_for(name: &str, hosts: usize, end: i64) -> Params {
+    Params {
+        state: 0x9E37_79B9_7F4A_7C15 ^ name.len() as u64 ^ (name.as_bytes()[0] as u64) << 32,
+        hosts,
+        end,
+    }
+}
+
 enum Connection {
     Pg(tokio_postgres::Client),
     Influx {
@@ -233,7 +253,17 @@ enum Connection {
 }
 
 pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
+    let end = START_NANOS + (args.hours * 3600.0 / 10.0).round() as i64 * INTERVAL_NANOS;
     let connection = match args.target {
+        Target::PrintSql => {
+            for name in selected(&args) {
+                let mut params = params_for(name, args.hosts, end);
+                for _ in 0..args.runs + 2 {
+                    println!("{name}\t{}", build(name, &mut params).sql);
+                }
+            }
+            return Ok(());
+        }
         Target::Chronosdb => {
             let (host, port) = args.pg.rsplit_once(':').ok_or_else(|| {
                 ServerError::Bench(format!("--pg {}: expected host:port", args.pg))
@@ -254,21 +284,12 @@ pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
             ),
         },
     };
-    let end = START_NANOS + (args.hours * 3600.0 / 10.0).round() as i64 * INTERVAL_NANOS;
     let label = match args.target {
-        Target::Chronosdb => "chronosdb",
         Target::Influxdb => "influxdb",
+        _ => "chronosdb",
     };
-    for name in QUERIES {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
-            continue;
-        }
-        // The same seed per query for both systems: identical parameters, identical order.
-        let mut params = Params {
-            state: 0x9E37_79B9_7F4A_7C15 ^ name.len() as u64 ^ (name.as_bytes()[0] as u64) << 32,
-            hosts: args.hosts,
-            end,
-        };
+    for name in selected(&args) {
+        let mut params = params_for(name, args.hosts, end);
         let mut times: Vec<Duration> = Vec::with_capacity(args.runs);
         let mut rows = 0;
         for run in 0..args.runs + 2 {

@@ -365,6 +365,23 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
             "b 3.0 31.0 2024-01-01 00:01:40.000000",
         ]
     );
+    // Grouped by fewer tags than a series has, with a tag filter that drops the newest
+    // series: the filter applies before the newest row of each group is chosen.
+    let by_dc = rows(
+        "SELECT DISTINCT ON (dc) dc, host, time FROM cpu WHERE host != 'a' ORDER BY dc, time DESC",
+    )
+    .await;
+    assert_eq!(
+        by_dc,
+        [
+            "x b 2024-01-01 00:01:40.000000",
+            "y c 2023-12-31 23:58:20.000000",
+        ]
+    );
+    assert_eq!(
+        by_dc,
+        rows("SELECT DISTINCT ON (dc) dc, host, time FROM cpu WHERE host != 'a' AND (u > -100 OR u IS NULL) ORDER BY dc, time DESC").await
+    );
     let plan = crate::common::explain(&client, fast).await;
     assert!(!plan.contains("file_type=parquet"), "{plan}");
     let plan = crate::common::explain(&client, full).await;
