@@ -9,6 +9,7 @@
 
 mod errors;
 mod sessions;
+mod time_zone;
 
 use std::sync::Arc;
 

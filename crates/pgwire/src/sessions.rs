@@ -12,7 +12,12 @@ use datafusion::prelude::SessionContext;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use parking_lot::Mutex;
+
+use crate::time_zone::SessionTimeZoneHook;
 use pgwire::api::{ClientInfo, METADATA_DATABASE};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
@@ -78,7 +83,17 @@ impl Sessions {
         };
         setup_pg_catalog(&ctx, &database, EmptyContextProvider)
             .map_err(|e| PgWireError::ApiError(e))?;
-        let service = Arc::new(DfSessionService::new(Arc::new(ctx)));
+        let service = Arc::new(DfSessionService::new_with_hooks(
+            Arc::new(ctx),
+            // Ours first: it takes over SET TIME ZONE (validated) and, in sessions with a
+            // zone, queries; everything else falls through to datafusion-postgres' own.
+            vec![
+                Arc::new(SessionTimeZoneHook),
+                Arc::new(CursorStatementHook),
+                Arc::new(SetShowHook),
+                Arc::new(TransactionStatementHook),
+            ],
+        ));
         self.services
             .lock()
             .entry(database)

@@ -10,6 +10,7 @@ pub mod series_match;
 pub mod show;
 pub mod system;
 pub mod table;
+pub mod time_zone;
 
 use std::sync::Arc;
 

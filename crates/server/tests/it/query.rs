@@ -387,3 +387,45 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     let plan = crate::common::explain(&client, full).await;
     assert!(plan.contains("file_type=parquet"), "{plan}");
 }
+
+/// In the extended protocol too, a session time zone turns result times into `timestamptz`
+/// (so `Describe` and the rows agree) holding the same instants.
+#[tokio::test]
+async fn session_time_zone_in_the_extended_protocol() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server.write("tz", "m v=1 1704067200000000000").await;
+    let client = server.pg("tz").await;
+    let instant = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_704_067_200);
+    let row = client
+        .query_one("SELECT time FROM m WHERE v = $1", &[&1.0f64])
+        .await
+        .expect("query");
+    assert_eq!(
+        row.columns()[0].type_(),
+        &tokio_postgres::types::Type::TIMESTAMP
+    );
+    assert_eq!(row.get::<_, std::time::SystemTime>(0), instant);
+    client
+        .batch_execute("SET TIME ZONE 'Asia/Tokyo'")
+        .await
+        .expect("set");
+    let row = client
+        .query_one("SELECT time FROM m WHERE v = $1", &[&1.0f64])
+        .await
+        .expect("query in zone");
+    assert_eq!(
+        row.columns()[0].type_(),
+        &tokio_postgres::types::Type::TIMESTAMPTZ
+    );
+    assert_eq!(row.get::<_, std::time::SystemTime>(0), instant);
+    let text = client
+        .simple_query("SELECT time FROM m")
+        .await
+        .expect("simple");
+    let shown = text.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(shown.as_deref(), Some("2024-01-01 09:00:00.000000+09"));
+}
