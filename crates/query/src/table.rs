@@ -18,7 +18,8 @@ use crate::insert::InsertSink;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result, ScalarValue, not_impl_err};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics, not_impl_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -319,12 +320,22 @@ fn parquet_plan(
             .with_pushdown_filters(true)
             .with_reorder_filters(true);
     }
+    // Each file's row count is exact (files are merged when written): with the table-wide
+    // total declared, `count(*)` without a filter is answered without reading the files.
+    let rows: u64 = files.iter().map(|f| f.row_count).sum();
+    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+    let statistics = Statistics {
+        num_rows: Precision::Exact(rows as usize),
+        total_byte_size: Precision::Inexact(bytes as usize),
+        column_statistics: Statistics::unknown_column(schema),
+    };
     let group: Vec<PartitionedFile> = files
         .into_iter()
         .map(|f| PartitionedFile::new(f.path, f.size_bytes))
         .collect();
     let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
         .with_file_groups(split_groups(group))
+        .with_statistics(statistics)
         .with_projection_indices(projection)?
         .build();
     Ok(DataSourceExec::from_data_source(config))
