@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
     UInt32Array,
 };
 use datafusion::arrow::compute::{
-    SortColumn, cast, concat_batches, lexsort_to_indices, partition, take,
+    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, partition, take,
 };
 use datafusion::arrow::datatypes::{
     DataType, Float64Type, IntervalMonthDayNano, SchemaRef, TimeUnit, TimestampNanosecondType,
@@ -188,9 +188,13 @@ fn fill(
         input.column(params.time_column),
         &DataType::Timestamp(TimeUnit::Nanosecond, None),
     )?;
+    // A row without a bucket (NULL time) sorts after its series' buckets and is kept as is.
     keys.push(SortColumn {
         values: time.clone(),
-        options: None,
+        options: Some(SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
     });
     let order = lexsort_to_indices(&keys, None)?;
     let sorted: Vec<ArrayRef> = input
