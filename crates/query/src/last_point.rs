@@ -5,18 +5,18 @@
 //! files are sorted by series then time and never change, so the newest row of each series
 //! in a file is fixed: [`LastPointRule`] recognises such an aggregate (grouped by tags only,
 //! selecting by time, filtered by tags only) and replaces it with a projection over a
-//! [`LastRowsTable`], which takes each file's newest row per series from a cache (filled
-//! the first time a file is asked, by one read of it) and the write buffer, applies the tag
-//! filters, and keeps the newest row of each group.
+//! [`LastRowsTable`], which takes each file's newest row per series from the engine (which
+//! computes them when it writes the file; after a restart the first query reads the file
+//! once) and the write buffer, applies the tag filters, and keeps the newest row of each
+//! group.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chronosdb_catalog::{ColumnKind, ParquetFile, TIME_COLUMN};
 use chronosdb_storage::Engine;
 use chronosdb_storage::buffer::align_batch;
-use chronosdb_storage::persist::sort_and_merge;
+use chronosdb_storage::persist::{newest_per_series, sort_and_merge};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::array::{AsArray, UInt32Array};
 use datafusion::arrow::compute::{
@@ -37,76 +37,40 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use parking_lot::Mutex;
 
 use crate::table::ChronosTable;
 
-/// The newest row of each series of each file, by file path. Files are immutable, so an
-/// entry never goes stale; it is only dropped with its file.
-#[derive(Debug, Default)]
-pub struct LastRowsCache {
-    files: Mutex<HashMap<String, RecordBatch>>,
-}
-
-impl LastRowsCache {
-    /// The newest row per series of `file`, reading the file on the first call.
-    async fn last_rows(
-        &self,
-        engine: &Engine,
-        file: &ParquetFile,
-        tags: &[String],
-    ) -> Result<RecordBatch> {
-        if let Some(rows) = self.files.lock().get(&file.path) {
-            return Ok(rows.clone());
-        }
-        // One sequential read of the whole file (files are written whole and are at most
-        // one day of one table), decoded off the async threads.
-        let bytes = engine
-            .object_store()
-            .get(&ObjectPath::from(file.path.as_str()))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .bytes()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let tags = tags.to_vec();
-        let rows = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-            let schema = datafusion::arrow::record_batch::RecordBatchReader::schema(&reader);
-            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-            newest_per_series(&concat_batches(&schema, &batches)?, &tags)
-        })
+/// The newest row per series of `file`: remembered by the engine when it wrote the file,
+/// otherwise computed here by reading the file once and remembered for next time.
+async fn file_newest_rows(
+    engine: &Engine,
+    file: &ParquetFile,
+    tags: &[String],
+) -> Result<RecordBatch> {
+    if let Some(rows) = engine.newest_rows_of(&file.path) {
+        return Ok(rows);
+    }
+    // One sequential read of the whole file (files are written whole and are at most one
+    // day of one table), decoded off the async threads.
+    let bytes = engine
+        .object_store()
+        .get(&ObjectPath::from(file.path.as_str()))
         .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))??;
-        self.files.lock().insert(file.path.clone(), rows.clone());
-        Ok(rows)
-    }
-}
-
-/// The last row of each run of equal tags in a batch sorted by (tags, time).
-fn newest_per_series(batch: &RecordBatch, tags: &[String]) -> Result<RecordBatch> {
-    let columns: Vec<_> = tags
-        .iter()
-        .filter_map(|t| batch.column_by_name(t).cloned())
-        .collect();
-    if batch.num_rows() == 0 {
-        return Ok(batch.clone());
-    }
-    if columns.is_empty() {
-        return Ok(batch.slice(batch.num_rows() - 1, 1));
-    }
-    let ends: Vec<u32> = partition(&columns)?
-        .ranges()
-        .into_iter()
-        .map(|r| r.end as u32 - 1)
-        .collect();
-    let indices = datafusion::arrow::array::UInt32Array::from(ends);
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| datafusion::arrow::compute::take(c.as_ref(), &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+        .map_err(external)?
+        .bytes()
+        .await
+        .map_err(external)?;
+    let tags = tags.to_vec();
+    let rows = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        let schema = datafusion::arrow::record_batch::RecordBatchReader::schema(&reader);
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        newest_per_series(&concat_batches(&schema, &batches)?, &tags).map_err(external)
+    })
+    .await
+    .map_err(external)??;
+    engine.remember_newest_rows(file.path.clone(), rows.clone());
+    Ok(rows)
 }
 
 /// The newest row of each group of a table, among the rows that pass `predicates`.
@@ -117,7 +81,6 @@ fn newest_per_series(batch: &RecordBatch, tags: &[String]) -> Result<RecordBatch
 #[derive(Debug)]
 pub struct LastRowsTable {
     table: Arc<ChronosTable>,
-    cache: Arc<LastRowsCache>,
     group_columns: Vec<String>,
     predicates: Vec<Expr>,
 }
@@ -173,7 +136,7 @@ impl LastRowsTable {
         files.sort_by_key(|f| f.id);
         let mut candidates = Vec::with_capacity(files.len() + snapshot.buffered.len());
         for file in &files {
-            let rows = self.cache.last_rows(engine, file, &tags).await?;
+            let rows = file_newest_rows(engine, file, &tags).await?;
             candidates.push(align_batch(&rows, &current).map_err(external)?);
         }
         for batch in &snapshot.buffered {
@@ -232,16 +195,8 @@ fn newest_per_group(rows: &RecordBatch, group_columns: &[String]) -> Result<Reco
 }
 
 /// Answers a last-point aggregate from [`LastRowsTable`].
-#[derive(Debug)]
-pub struct LastPointRule {
-    cache: Arc<LastRowsCache>,
-}
-
-impl LastPointRule {
-    pub fn new(cache: Arc<LastRowsCache>) -> Self {
-        Self { cache }
-    }
-}
+#[derive(Debug, Default)]
+pub struct LastPointRule;
 
 impl OptimizerRule for LastPointRule {
     fn name(&self) -> &str {
@@ -326,7 +281,6 @@ impl LastPointRule {
         }
         let last_rows = LastRowsTable {
             table: Arc::new(table.clone()),
-            cache: self.cache.clone(),
             group_columns,
             predicates: predicates.iter().map(unqualified).collect::<Result<_>>()?,
         };

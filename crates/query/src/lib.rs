@@ -37,8 +37,6 @@ pub enum QueryError {
 pub struct QueryEngine {
     engine: Arc<Engine>,
     runtime: Arc<RuntimeEnv>,
-    /// Newest row per series of each Parquet file, for last-point queries.
-    last_rows: Arc<last_point::LastRowsCache>,
 }
 
 impl QueryEngine {
@@ -47,11 +45,7 @@ impl QueryEngine {
         let url = Url::parse(table::STORE_URL)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         runtime.register_object_store(&url, engine.object_store());
-        Ok(Self {
-            engine,
-            runtime,
-            last_rows: Arc::default(),
-        })
+        Ok(Self { engine, runtime })
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -87,9 +81,7 @@ impl QueryEngine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
-            .with_optimizer_rule(Arc::new(last_point::LastPointRule::new(
-                self.last_rows.clone(),
-            )))
+            .with_optimizer_rule(Arc::new(last_point::LastPointRule))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);

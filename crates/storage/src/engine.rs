@@ -7,6 +7,7 @@
 //! them durable with one fsync, applies them to the buffer in log order, then acknowledges
 //! each. A write is thus acknowledged only when it is both durable and visible to queries.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::buffer::time_range;
 use crate::buffer::{Generation, WriteBuffer};
 use crate::error::{Result, StorageError};
-use crate::persist::{encode_parquet, for_each_partition};
+use crate::persist::{encode_parquet, for_each_partition, newest_per_series};
 use crate::record::WalPayload;
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
@@ -100,6 +101,8 @@ pub struct Engine {
     persist_lock: tokio::sync::Mutex<()>,
     /// Serialises catalog saves, so an older snapshot never overwrites a newer one.
     catalog_save_lock: tokio::sync::Mutex<()>,
+    /// Each Parquet file's newest row per series, for last-point queries.
+    newest_rows: parking_lot::Mutex<NewestRows>,
     persist_wakeup: Arc<Notify>,
     /// Signalled when a persisted generation leaves the buffer (memory was freed).
     buffer_released: Notify,
@@ -187,6 +190,7 @@ impl Engine {
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
             catalog_save_lock: tokio::sync::Mutex::new(()),
+            newest_rows: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
             shards: ShardMap::single_node(),
@@ -282,6 +286,32 @@ impl Engine {
     pub async fn apply_catalog_ops(&self, ops: Vec<CatalogOp>) -> Result<()> {
         self.catalog.apply(ops)?;
         self.save_catalog().await
+    }
+
+    /// The newest row per series of the file at `path`, if known (computed when the file
+    /// was written, or remembered after a reader computed it).
+    pub fn newest_rows_of(&self, path: &str) -> Option<RecordBatch> {
+        self.newest_rows.lock().files.get(path).cloned()
+    }
+
+    /// Remembers a file's newest row per series; the oldest entries are forgotten beyond
+    /// [`NEWEST_ROWS_LIMIT`] rows in all (a forgotten file is read again when asked).
+    pub fn remember_newest_rows(&self, path: String, rows: RecordBatch) {
+        let mut cache = self.newest_rows.lock();
+        cache.rows += rows.num_rows();
+        if let Some(old) = cache.files.insert(path.clone(), rows) {
+            cache.rows -= old.num_rows();
+        } else {
+            cache.order.push_back(path);
+        }
+        while cache.rows > NEWEST_ROWS_LIMIT && cache.order.len() > 1 {
+            let Some(oldest) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = cache.files.remove(&oldest) {
+                cache.rows -= old.num_rows();
+            }
+        }
     }
 
     /// Writes the current catalog to the object store.
@@ -380,7 +410,8 @@ impl Engine {
                     })?;
                     let rows = batch.num_rows() as u64;
                     let bytes = encode_parquet(&batch, sort_key)?;
-                    out.push((partition, min_time, max_time, rows, bytes));
+                    let newest = newest_per_series(&batch, sort_key)?;
+                    out.push((partition, min_time, max_time, rows, bytes, newest));
                     Ok(())
                 })?;
                 Ok(out)
@@ -389,7 +420,7 @@ impl Engine {
             .map_err(|e| StorageError::Arrow(format!("encoding task failed: {e}")))??;
             let first_id = self.catalog.reserve_file_ids(encoded.len() as u64);
             let mut files = Vec::new();
-            for (i, (partition, min_time, max_time, row_count, bytes)) in
+            for (i, (partition, min_time, max_time, row_count, bytes, newest)) in
                 encoded.into_iter().enumerate()
             {
                 let id = first_id + i as u64;
@@ -399,6 +430,7 @@ impl Engine {
                     .object_store
                     .put(&path, PutPayload::from(bytes))
                     .await?;
+                self.remember_newest_rows(path.to_string(), newest);
                 files.push(ParquetFile {
                     id,
                     path: path.to_string(),
@@ -482,6 +514,17 @@ async fn load_catalog(store: &dyn ObjectStore) -> Result<Catalog> {
         Err(object_store::Error::NotFound { .. }) => Ok(Catalog::default()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Rows kept in the newest-rows cache across all files (one per series per file).
+pub const NEWEST_ROWS_LIMIT: usize = 4_000_000;
+
+/// Newest row per series of Parquet files, by path, oldest entry first in `order`.
+#[derive(Debug, Default)]
+struct NewestRows {
+    files: HashMap<String, RecordBatch>,
+    order: VecDeque<String>,
+    rows: usize,
 }
 
 /// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.
@@ -676,6 +719,11 @@ mod tests {
             .expect("table");
         assert_eq!(snapshot.files.len(), 1);
         assert!(snapshot.buffered.is_empty());
+        // The file's newest row per series is known without reading it back.
+        let newest = engine
+            .newest_rows_of(&snapshot.files[0].path)
+            .expect("newest rows remembered at persist");
+        assert_eq!(newest.num_rows(), 1);
         drop(engine);
         // Reopen again: the catalog lists the file, and the WAL holds nothing to replay.
         let engine = Engine::open(config(dir.path(), store))
@@ -689,6 +737,42 @@ mod tests {
             wal_files <= 2,
             "old WAL segments were not removed: {wal_files}"
         );
+    }
+
+    #[test]
+    fn newest_rows_cache_forgets_the_oldest_files_beyond_its_limit() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = runtime
+            .block_on(Engine::open(config(dir.path(), store)))
+            .expect("open");
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "v",
+                datafusion::arrow::datatypes::DataType::Int64,
+                false,
+            ),
+        ]));
+        let batch = |n: usize| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+                    0;
+                    n
+                ]))],
+            )
+            .expect("batch")
+        };
+        engine.remember_newest_rows("a".into(), batch(NEWEST_ROWS_LIMIT - 10));
+        engine.remember_newest_rows("b".into(), batch(5));
+        assert!(engine.newest_rows_of("a").is_some());
+        engine.remember_newest_rows("c".into(), batch(20));
+        assert!(
+            engine.newest_rows_of("a").is_none(),
+            "the oldest entry goes first"
+        );
+        assert!(engine.newest_rows_of("b").is_some() && engine.newest_rows_of("c").is_some());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use datafusion::arrow::array::{
 use std::collections::HashSet;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::compute::{cast, concat_batches, partition, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -247,6 +247,27 @@ fn writer_properties(schema: &SchemaRef, sort_key: &[String]) -> WriterPropertie
         nulls_first: true,
     });
     builder.set_sorting_columns(Some(sorting)).build()
+}
+
+/// The newest row of each series of a batch sorted by series then time: the last row of
+/// each run of equal `tags` (in any order: a series is contiguous whatever the sort key).
+pub fn newest_per_series(batch: &RecordBatch, tags: &[String]) -> Result<RecordBatch> {
+    if batch.num_rows() == 0 {
+        return Ok(batch.clone());
+    }
+    let columns: Vec<ArrayRef> = tags
+        .iter()
+        .filter_map(|t| batch.column_by_name(t).cloned())
+        .collect();
+    if columns.is_empty() {
+        return Ok(batch.slice(batch.num_rows() - 1, 1));
+    }
+    let ends: Vec<u32> = partition(&columns)?
+        .ranges()
+        .into_iter()
+        .map(|r| r.end.saturating_sub(1) as u32)
+        .collect();
+    take_rows(batch, &UInt32Array::from(ends))
 }
 
 /// Encodes one batch sorted by `sort_key` (then time) as a Parquet file in memory.
