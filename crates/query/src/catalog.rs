@@ -219,7 +219,7 @@ impl SchemaProvider for DatabaseSchema {
             }
             _ => tokio::task::block_in_place(|| handle.block_on(create)),
         };
-        created.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        created.map_err(crate::external)?;
         Ok(None)
     }
 

@@ -57,7 +57,7 @@ impl InsertSink {
             .engine
             .write_lp(&self.database, body, Precision::Nanosecond, false)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(crate::external)?;
         if let Some(refused) = outcome.rejected.first() {
             return exec_err!(
                 "INSERT INTO {}: {} (nothing of this chunk was written)",

@@ -26,7 +26,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DataFusionError, Result, plan_err};
+use datafusion::common::{Column, DFSchema, Result, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
@@ -38,6 +38,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
+use crate::external;
 use crate::table::ChronosTable;
 
 /// The newest row per series of `file`: remembered by the engine when it wrote the file,
@@ -107,10 +108,6 @@ impl TableProvider for LastRowsTable {
         MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
             .map(|e| e as Arc<dyn ExecutionPlan>)
     }
-}
-
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }
 
 impl LastRowsTable {

@@ -15,6 +15,7 @@ pub mod time_zone;
 use std::sync::Arc;
 
 use chronosdb_storage::Engine;
+use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -22,6 +23,11 @@ use url::Url;
 
 pub use catalog::DatabaseCatalog;
 pub use show::rewrite_show;
+
+/// Wraps an engine or I/O error for DataFusion, which reports it as an external error.
+pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
 
 /// Errors of the query layer.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +48,7 @@ pub struct QueryEngine {
 impl QueryEngine {
     pub fn new(engine: Arc<Engine>) -> Result<Self, QueryError> {
         let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
-        let url = Url::parse(table::STORE_URL)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let url = Url::parse(table::STORE_URL).map_err(external)?;
         runtime.register_object_store(&url, engine.object_store());
         Ok(Self { engine, runtime })
     }

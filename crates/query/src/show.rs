@@ -4,7 +4,7 @@
 //! The SQL parser has no grammar for these, so a statement that is exactly one of them is
 //! recognised here, before parsing, and replaced by the equivalent `SELECT`.
 
-use crate::system::SYSTEM_SCHEMA;
+use crate::system::{SYSTEM_SCHEMA, literal};
 
 /// The `SELECT` a `SHOW` statement stands for, or `None` if `sql` is not one of ours.
 pub fn rewrite_show(sql: &str) -> Option<String> {
@@ -70,10 +70,6 @@ fn unquote(word: &str) -> &str {
         }
     }
     word
-}
-
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session};
-use datafusion::common::{DFSchema, DataFusionError, Result, exec_err, plan_err};
+use datafusion::common::{DFSchema, Result, exec_err, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::{TableProvider, TableType};
@@ -177,7 +177,7 @@ fn ident(name: &str) -> String {
 }
 
 /// Single quotes a string literal for SQL.
-fn literal(value: &str) -> String {
+pub(crate) fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -354,7 +354,7 @@ impl TableProvider for SystemTableProvider {
                 let ctx = self
                     .query
                     .session_for(&self.database)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    .map_err(crate::external)?;
                 ctx.sql(&sql).await?.create_physical_plan().await?
             }
             _ => {
@@ -461,7 +461,7 @@ impl TableProvider for SystemTableProvider {
                 .engine()
                 .apply_catalog_ops(ops)
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                .map_err(crate::external)?;
         }
         // The one-row `count` result every DML statement returns.
         let schema = Arc::new(Schema::new(vec![Field::new(
@@ -540,7 +540,7 @@ impl DataSink for MetadataSink {
             .engine()
             .apply_catalog_ops(ops)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(crate::external)?;
         Ok(rows)
     }
 }

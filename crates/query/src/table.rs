@@ -160,7 +160,7 @@ impl TableProvider for ChronosTable {
         let snapshot = self
             .engine
             .table_snapshot(&self.database, &self.name)
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            .map_err(crate::external)?;
         let Some(snapshot) = snapshot else {
             return empty_plan(&self.schema, projection);
         };
@@ -277,8 +277,7 @@ impl TableProvider for ChronosTable {
 fn merge_chunks(batches: &[RecordBatch], schema: &TableSchema) -> Result<RecordBatch> {
     let arrow_schema = schema.arrow_schema();
     let all = datafusion::arrow::compute::concat_batches(&arrow_schema, batches)?;
-    sort_and_merge(&all, schema)
-        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    sort_and_merge(&all, schema).map_err(crate::external)
 }
 
 pub(crate) fn empty_plan(
