@@ -6,6 +6,7 @@ pub mod functions;
 pub mod gapfill;
 pub mod insert;
 pub mod last_point;
+mod parquet_reader;
 pub mod series_match;
 pub mod show;
 pub mod system;

@@ -15,6 +15,7 @@ use chronosdb_storage::Engine;
 use chronosdb_storage::persist::sort_and_merge;
 
 use crate::insert::InsertSink;
+use crate::parquet_reader::PageIndexCachingReaderFactory;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
@@ -304,10 +305,10 @@ fn parquet_plan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let runtime = state.runtime_env();
     let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-    let reader = CachedParquetFileReaderFactory::new(
+    let reader = PageIndexCachingReaderFactory::new(CachedParquetFileReaderFactory::new(
         runtime.object_store(&store_url)?,
         runtime.cache_manager.get_file_metadata_cache(),
-    );
+    ));
     // chronosdb writes no bloom filters: looking for them would only cost a read per file.
     let mut source = ParquetSource::new(schema.clone())
         .with_enable_page_index(true)
