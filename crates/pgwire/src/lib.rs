@@ -7,22 +7,28 @@
 //! database, chosen by the database name of the startup message, and the mapping of engine
 //! errors onto SQLSTATE codes a client can act on.
 
+mod copy;
 mod errors;
+mod execute;
+mod savepoints;
 mod sessions;
 mod time_zone;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_postgres::DfSessionService;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -96,6 +102,10 @@ impl PgWireServerHandlers for PgFrontend {
         Arc::new(errors::SqlStateErrors)
     }
 
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(copy::CopyIngest)
+    }
+
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
     }
@@ -128,10 +138,16 @@ impl SimpleQueryHandler for QueryRouter {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let service = self.sessions.for_client(client)?;
+        if let Some(command) = parse_copy(query) {
+            let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return Ok(vec![
+                copy::start_copy(&self.sessions, client, command).await?,
+            ]);
+        }
+        let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
-        SimpleQueryHandler::do_query(service.as_ref(), client, query).await
+        SimpleQueryHandler::do_query(&database.service, client, query).await
     }
 }
 
@@ -158,8 +174,61 @@ impl ExtendedQueryHandler for QueryRouter {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let service = self.sessions.for_client(client)?;
-        ExtendedQueryHandler::do_query(service.as_ref(), client, portal, max_rows).await
+        if let Some(command) = parse_copy(&portal.statement.statement.0) {
+            let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return copy::start_copy(&self.sessions, client, command).await;
+        }
+        let database = self.sessions.for_client(client)?;
+        // A query without parameters (what BI tools and most drivers send) takes the
+        // single-planning streaming path; parameters are decoded by datafusion-postgres.
+        if portal.parameters.is_empty()
+            && let (_, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement
+        {
+            let response = execute::stream_plan(
+                client,
+                &database.context,
+                plan.clone(),
+                &portal.result_column_format,
+            )
+            .await?;
+            return Ok(Response::Query(response));
+        }
+        ExtendedQueryHandler::do_query(&database.service, client, portal, max_rows).await
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // A portal named after a cursor that `DECLARE` opened carries only the cursor's
+        // SQL; psycopg and libpq describe it before `FETCH`, so plan it for its columns
+        // (FETCH sends text).
+        if let (sql, None) = &portal.statement.statement
+            && !portal.name.is_empty()
+        {
+            let database = self.sessions.for_client(client)?;
+            let plan = database
+                .context
+                .state()
+                .create_logical_plan(sql)
+                .await
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let fields =
+                arrow_schema_to_pg_fields(plan.schema().as_arrow(), &Format::UnifiedText, None)?;
+            return Ok(DescribePortalResponse::new(fields));
+        }
+        let fields = self.query_parser().get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
+        Ok(DescribePortalResponse::new(fields))
     }
 }
 
@@ -182,10 +251,19 @@ impl QueryParser for RoutingParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let service = self.sessions.for_client(client)?;
+        // COPY is run by the router at Execute (DataFusion's parser knows only its own
+        // COPY … TO 'file').
+        if parse_copy(sql).is_some() {
+            return Ok(Some((sql.to_string(), None)));
+        }
+        let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        service.query_parser().parse_sql(client, sql, types).await
+        database
+            .service
+            .query_parser()
+            .parse_sql(client, sql, types)
+            .await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

@@ -17,13 +17,21 @@ use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use parking_lot::Mutex;
 
+use crate::savepoints::SavepointHook;
 use crate::time_zone::SessionTimeZoneHook;
 use pgwire::api::{ClientInfo, METADATA_DATABASE};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
+/// One database's session: `datafusion-postgres`' service (hooks, parsing, the default
+/// paths) and the DataFusion context it wraps, which chronosdb's own paths run on.
+pub struct Database {
+    pub service: DfSessionService,
+    pub context: Arc<SessionContext>,
+}
+
 pub struct Sessions {
     query: QueryEngine,
-    services: Mutex<HashMap<String, Arc<DfSessionService>>>,
+    databases: Mutex<HashMap<String, Arc<Database>>>,
     describer: Arc<DfSessionService>,
 }
 
@@ -31,9 +39,14 @@ impl Sessions {
     pub fn new(query: QueryEngine) -> Self {
         Self {
             query,
-            services: Mutex::new(HashMap::new()),
+            databases: Mutex::new(HashMap::new()),
             describer: Arc::new(DfSessionService::new(Arc::new(SessionContext::new()))),
         }
+    }
+
+    /// The query engine the sessions are made from.
+    pub fn query(&self) -> &QueryEngine {
+        &self.query
     }
 
     /// A service for describing planned statements (it needs no database).
@@ -41,18 +54,15 @@ impl Sessions {
         &self.describer
     }
 
-    /// The service of the client's database, or 3D000 if it does not exist.
-    pub fn for_client<C: ClientInfo + ?Sized>(
-        &self,
-        client: &C,
-    ) -> PgWireResult<Arc<DfSessionService>> {
+    /// The session of the client's database, or 3D000 if it does not exist.
+    pub fn for_client<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Database>> {
         let database = client
             .metadata()
             .get(METADATA_DATABASE)
             .cloned()
             .unwrap_or_default();
-        if let Some(service) = self.services.lock().get(&database) {
-            return Ok(service.clone());
+        if let Some(session) = self.databases.lock().get(&database) {
+            return Ok(session.clone());
         }
         let ctx = match self.query.session_for(&database) {
             Ok(ctx) => ctx,
@@ -83,21 +93,25 @@ impl Sessions {
         };
         setup_pg_catalog(&ctx, &database, EmptyContextProvider)
             .map_err(|e| PgWireError::ApiError(e))?;
-        let service = Arc::new(DfSessionService::new_with_hooks(
-            Arc::new(ctx),
+        let context = Arc::new(ctx);
+        let service = DfSessionService::new_with_hooks(
+            context.clone(),
             // Ours first: it takes over SET TIME ZONE (validated) and, in sessions with a
             // zone, queries; everything else falls through to datafusion-postgres' own.
             vec![
                 Arc::new(SessionTimeZoneHook),
+                Arc::new(SavepointHook),
                 Arc::new(CursorStatementHook),
                 Arc::new(SetShowHook),
                 Arc::new(TransactionStatementHook),
             ],
-        ));
-        self.services
+        );
+        let session = Arc::new(Database { service, context });
+        Ok(self
+            .databases
             .lock()
             .entry(database)
-            .or_insert(service.clone());
-        Ok(service)
+            .or_insert(session)
+            .clone())
     }
 }

@@ -48,7 +48,23 @@ impl InsertSink {
         }
     }
 
-    async fn flush(&self, body: &mut Vec<u8>) -> Result<()> {
+    /// Encodes `batch` onto `body`, writing `body` once it is a chunk; returns whether it
+    /// wrote (every row buffered so far is then durable).
+    pub(crate) async fn buffer_batch(
+        &self,
+        batch: &RecordBatch,
+        body: &mut Vec<u8>,
+    ) -> Result<bool> {
+        encode_batch(&self.table, batch, body)?;
+        if body.len() >= CHUNK_BYTES {
+            self.write_body(body).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Writes the line protocol in `body` durably and empties it.
+    pub(crate) async fn write_body(&self, body: &mut Vec<u8>) -> Result<()> {
         if body.is_empty() {
             return Ok(());
         }
@@ -90,13 +106,10 @@ impl DataSink for InsertSink {
         let mut rows = 0u64;
         while let Some(batch) = data.next().await {
             let batch = batch?;
-            encode_batch(&self.table, &batch, &mut body)?;
             rows += batch.num_rows() as u64;
-            if body.len() >= CHUNK_BYTES {
-                self.flush(&mut body).await?;
-            }
+            self.buffer_batch(&batch, &mut body).await?;
         }
-        self.flush(&mut body).await?;
+        self.write_body(&mut body).await?;
         Ok(rows)
     }
 }

@@ -40,9 +40,12 @@ impl ParquetFileReaderFactory for PageIndexCachingReaderFactory {
         metadata_size_hint: Option<usize>,
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
-        let inner =
-            self.inner
-                .create_reader(partition_index, partitioned_file, metadata_size_hint, metrics)?;
+        let inner = self.inner.create_reader(
+            partition_index,
+            partitioned_file,
+            metadata_size_hint,
+            metrics,
+        )?;
         Ok(Box::new(PageIndexCachingReader { inner }))
     }
 }
@@ -74,7 +77,8 @@ impl AsyncFileReader for PageIndexCachingReader {
         // chronosdb files are not encrypted, so the caller's options carry nothing else the
         // inner reader would use.
         Box::pin(async move {
-            let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             self.inner.get_metadata(Some(&options)).await
         })
     }

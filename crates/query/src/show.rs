@@ -12,6 +12,10 @@ pub fn rewrite_show(sql: &str) -> Option<String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+    if let ["SHOW", "SERVER_VERSION"] = upper.as_slice() {
+        let version = crate::functions::postgres::POSTGRES_VERSION;
+        return Some(format!("SELECT '{version}' AS server_version"));
+    }
     let (view, columns, rest) = match upper.as_slice() {
         ["SHOW", "TABLES", ..] | ["SHOW", "MEASUREMENTS", ..] => ("tables", "table_name", 2),
         ["SHOW", "TAG", "KEYS", ..] => ("tag_keys", "table_name, tag_key", 3),

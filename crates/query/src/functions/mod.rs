@@ -6,11 +6,13 @@
 //! - [`first_last`]: `first(value, time)` / `last(value, time)`.
 //! - [`series`]: window functions over a time-ordered series (`derivative`, `rate`, ...).
 //!
+//! - [`postgres`]: `version()` in PostgreSQL's layout, which drivers parse.
 //! - [`approx_distinct`]: DataFusion's HyperLogLog count, extended to tag columns and
 //!   also called `approx_count_distinct`.
 
 pub mod approx_distinct;
 pub mod first_last;
+pub mod postgres;
 pub mod series;
 pub mod time_bucket;
 
@@ -21,6 +23,9 @@ use datafusion::prelude::SessionContext;
 
 /// Registers every chronosdb function on `ctx`.
 pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(postgres::version_udf());
+    ctx.register_udf(postgres::to_regtype_udf());
+    ctx.register_udf(postgres::pg_get_serial_sequence_udf());
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(TimeBucketGapfill::new()));
     for fill in [Fill::Locf, Fill::Interpolate] {
