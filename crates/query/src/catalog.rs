@@ -92,7 +92,7 @@ fn declared_columns(name: &str, table: &Arc<dyn TableProvider>) -> Result<Vec<Co
 /// The schema that holds a database's tables.
 pub const SCHEMA_NAME: &str = "public";
 /// Schemas a front end may install beside `public`.
-const SYSTEM_SCHEMAS: [&str; 1] = ["pg_catalog"];
+const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", crate::information_schema::INFORMATION_SCHEMA];
 
 /// One chronosdb database as a DataFusion catalog: its tables in `public`, what it holds in
 /// `system`, and the schemas a front end adds.

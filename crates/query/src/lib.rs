@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod copy;
 pub mod functions;
 pub mod gapfill;
+pub mod information_schema;
 pub mod insert;
 pub mod last_point;
 mod parquet_reader;
@@ -77,7 +78,8 @@ impl QueryEngine {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(database, "public")
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
+            // PostgreSQL's `information_schema` is registered below, in place of DataFusion's.
+            .with_information_schema(false)
             .with_target_partitions(2);
         // Joins of series are equi-joins on time buckets and tags: sort-merge joins stream
         // them in time order with memory bounded by the sort (which can spill), where a
@@ -97,6 +99,14 @@ impl QueryEngine {
             Arc::new(DatabaseCatalog::new(self.clone(), database)),
         );
         functions::register(&ctx);
+        if let Some(catalog) = ctx.catalog(database) {
+            catalog.register_schema(
+                information_schema::INFORMATION_SCHEMA,
+                Arc::new(information_schema::PgInformationSchema::new(
+                    ctx.state().catalog_list().clone(),
+                )),
+            )?;
+        }
         ctx.register_udtf(
             "series_match",
             Arc::new(series_match::SeriesMatch::new(

@@ -127,3 +127,88 @@ pub fn pg_get_serial_sequence_udf() -> ScalarUDF {
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     )
 }
+
+/// The value `current_setting(name)` gives: the server's defaults (a session's own `SET`s
+/// are answered by `SHOW`).
+fn setting(name: &str) -> Option<String> {
+    let value = match name.to_ascii_lowercase().as_str() {
+        "server_version" => POSTGRES_VERSION.to_string(),
+        "server_version_num" => {
+            let (major, minor) = POSTGRES_VERSION
+                .split_once('.')
+                .unwrap_or((POSTGRES_VERSION, "0"));
+            format!("{major}{:04}", minor.parse::<u32>().unwrap_or(0))
+        }
+        "server_encoding" | "client_encoding" => "UTF8".into(),
+        "timezone" | "log_timezone" => "UTC".into(),
+        "datestyle" => "ISO, MDY".into(),
+        "intervalstyle" => "postgres".into(),
+        "search_path" => "public".into(),
+        "standard_conforming_strings" | "integer_datetimes" => "on".into(),
+        "default_transaction_read_only" | "transaction_read_only" | "in_hot_standby" => {
+            "off".into()
+        }
+        "transaction_isolation" | "default_transaction_isolation" => "read committed".into(),
+        "max_identifier_length" => "63".into(),
+        "max_index_keys" => "32".into(),
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0".into(),
+        "application_name" => String::new(),
+        "block_size" => "8192".into(),
+        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => {
+            "C.UTF-8".into()
+        }
+        _ => return None,
+    };
+    Some(value)
+}
+
+/// `current_setting(name [, missing_ok])`: Grafana reads `server_version_num` with it.
+pub fn current_setting_udf() -> ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::common::exec_err;
+    let lookup = |name: &str, missing_ok: bool| match setting(name) {
+        Some(value) => Ok(Some(value)),
+        None if missing_ok => Ok(None),
+        None => exec_err!("unrecognized configuration parameter \"{name}\""),
+    };
+    let implementation = move |args: &[ColumnarValue]| {
+        let missing_ok = matches!(
+            args.get(1),
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+        );
+        Ok(match &args[0] {
+            ColumnarValue::Scalar(value) => ColumnarValue::Scalar(ScalarValue::Utf8(match value {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => lookup(s, missing_ok)?,
+                _ => None,
+            })),
+            ColumnarValue::Array(array) => {
+                let names = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+                let names = names.as_string::<i32>();
+                let mut values = Vec::with_capacity(names.len());
+                for i in 0..names.len() {
+                    values.push(match names.is_valid(i) {
+                        true => lookup(names.value(i), missing_ok)?,
+                        false => None,
+                    });
+                }
+                ColumnarValue::Array(Arc::new(StringArray::from(values)))
+            }
+        })
+    };
+    use datafusion::logical_expr::{Signature, SimpleScalarUDF, TypeSignature};
+    let signature = Signature::one_of(
+        vec![
+            TypeSignature::Exact(vec![DataType::Utf8]),
+            TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+        ],
+        Volatility::Stable,
+    );
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "current_setting",
+        signature,
+        DataType::Utf8,
+        Arc::new(implementation),
+    ))
+}

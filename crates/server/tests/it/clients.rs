@@ -92,3 +92,158 @@ async fn jdbc() {
     let server = server_with_fixture(dir.path()).await;
     run_client("java", &["-cp", jar, "JdbcCheck.java"], &server);
 }
+
+#[tokio::test]
+async fn psql() {
+    if !available("psql", "psql", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_fixture(dir.path()).await;
+    let port = server.pg_port.to_string();
+    let psql = |commands: &[&str]| {
+        let mut cmd = Command::new("psql");
+        cmd.current_dir(dir.path())
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "check",
+                "-d",
+                "clients",
+            ])
+            .args(["-X", "-v", "ON_ERROR_STOP=1"]);
+        for c in commands {
+            cmd.args(["-c", c]);
+        }
+        let out = cmd.output().expect("run psql");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "psql {commands:?} failed: {text}");
+        text
+    };
+    let databases = psql(&["\\l"]);
+    assert!(databases.contains("clients"), "{databases}");
+    let tables = psql(&["\\dt"]);
+    assert!(tables.contains("weather"), "{tables}");
+    let table = psql(&["\\d weather"]);
+    assert!(
+        table.contains("city") && table.contains("double precision") && table.contains("time"),
+        "{table}"
+    );
+    let expanded = psql(&[
+        "\\x",
+        "SELECT city, temperature FROM weather WHERE city = 'rome'",
+    ]);
+    assert!(
+        expanded.contains("-[ RECORD 1 ]") && expanded.contains("city        | rome"),
+        "{expanded}"
+    );
+    let timed = psql(&["\\timing on", "SELECT count(*) FROM weather"]);
+    assert!(timed.contains("Time: "), "{timed}");
+    // \copy out to a client file, into a new table, and back out again.
+    psql(&[
+        "\\copy (SELECT time, city, temperature FROM weather ORDER BY city, time) TO 'out.csv' WITH (FORMAT csv, HEADER)",
+    ]);
+    let exported = std::fs::read_to_string(dir.path().join("out.csv")).expect("out.csv");
+    assert_eq!(
+        exported.lines().take(2).collect::<Vec<_>>(),
+        ["time,city,temperature", "2023-11-14 22:13:20,oslo,3.5"],
+        "{exported}"
+    );
+    psql(&[
+        "CREATE TABLE copied (time TIMESTAMP NOT NULL, city TEXT, temperature DOUBLE PRECISION, PRIMARY KEY (city))",
+        "\\copy copied FROM 'out.csv' WITH (FORMAT csv, HEADER)",
+    ]);
+    let copied = psql(&["SELECT count(*) AS n, sum(temperature) AS total FROM copied"]);
+    assert!(
+        copied.contains(" 5 ") && copied.contains("69.25"),
+        "{copied}"
+    );
+    // A bad row is refused with its line, and the client is told.
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "2023-11-14 22:13:20,lima,warm\n",
+    )
+    .expect("write");
+    let mut cmd = Command::new("psql");
+    let out = cmd
+        .current_dir(dir.path())
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "check",
+            "-d",
+            "clients",
+            "-X",
+        ])
+        .args(["-c", "\\copy copied FROM 'bad.csv' WITH (FORMAT csv)"])
+        .output()
+        .expect("run psql");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warm") && err.contains("line"), "{err}");
+}
+
+/// tokio-postgres drives COPY through the extended protocol: 100,000 rows in, counted and
+/// summed by SQL, and streamed back out.
+#[tokio::test]
+async fn tokio_postgres_copy_in_and_out() {
+    use futures::{SinkExt, StreamExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_fixture(dir.path()).await;
+    let client = server.pg("clients").await;
+    client
+        .batch_execute(
+            "CREATE TABLE bulk (time TIMESTAMP NOT NULL, host TEXT, v BIGINT, PRIMARY KEY (host))",
+        )
+        .await
+        .expect("create table");
+    let sink = client
+        .copy_in("COPY bulk (time, host, v) FROM STDIN")
+        .await
+        .expect("copy in");
+    futures::pin_mut!(sink);
+    let rows = 100_000i64;
+    let mut chunk = String::new();
+    for i in 0..rows {
+        // Text format: tab-separated, times without an offset are UTC.
+        chunk.push_str(&format!(
+            "2024-01-01 00:00:{:02}.{:06}\thost_{}\t{i}\n",
+            i % 60,
+            i,
+            i % 10
+        ));
+        if chunk.len() > 64 * 1024 {
+            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
+                .await
+                .expect("send");
+        }
+    }
+    sink.send(bytes::Bytes::from(chunk)).await.expect("send");
+    let copied = sink.finish().await.expect("finish");
+    assert_eq!(copied, rows as u64);
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(v), count(DISTINCT host) FROM bulk",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), rows);
+    assert_eq!(row.get::<_, i64>(1), rows * (rows - 1) / 2);
+    assert_eq!(row.get::<_, i64>(2), 10);
+    let out = client
+        .copy_out(
+            "COPY (SELECT host, v FROM bulk WHERE v < 3 ORDER BY v) TO STDOUT WITH (FORMAT csv)",
+        )
+        .await
+        .expect("copy out");
+    let chunks: Vec<bytes::Bytes> = out.map(|c| c.expect("chunk")).collect().await;
+    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
+    assert_eq!(text, "host_0,0\nhost_1,1\nhost_2,2\n");
+}

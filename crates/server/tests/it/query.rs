@@ -1,5 +1,5 @@
 //! SQL over pgwire: types, NULLs, parameters, SQLSTATEs, persistence across restarts,
-//! merging of rewritten points, and psql's meta-commands.
+//! merging of rewritten points.
 
 use std::time::SystemTime;
 
@@ -169,52 +169,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-#[tokio::test]
-async fn psql_meta_commands() {
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("psql is not installed; skipping (CI installs postgresql-client)");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path());
-    server
-        .write("db", "cpu,host=a usage=1.5 1\nmem free=2i 1")
-        .await;
-    let psql = |cmd: &str| {
-        let out = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &server.pg_port.to_string(),
-                "-U",
-                "test",
-                "-d",
-                "db",
-            ])
-            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", cmd])
-            .output()
-            .expect("run psql");
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "psql {cmd} failed: {text}");
-        text
-    };
-    let dt = psql("\\dt");
-    assert!(dt.contains("cpu") && dt.contains("mem"), "{dt}");
-    let d = psql("\\d cpu");
-    assert!(
-        d.contains("host") && d.contains("usage") && d.contains("time"),
-        "{d}"
-    );
-    let q = psql("SELECT host, usage FROM cpu");
-    assert!(q.contains("1.5"), "{q}");
 }
 
 #[tokio::test]
