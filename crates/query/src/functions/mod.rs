@@ -26,6 +26,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(postgres::version_udf());
     ctx.register_udf(postgres::to_regtype_udf());
     ctx.register_udf(postgres::current_setting_udf());
+    ctx.register_udf(postgres::pg_is_in_recovery_udf());
     ctx.register_udf(postgres::pg_get_serial_sequence_udf());
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(TimeBucketGapfill::new()));

@@ -212,3 +212,14 @@ pub fn current_setting_udf() -> ScalarUDF {
         Arc::new(implementation),
     ))
 }
+
+/// `pg_is_in_recovery()`: false, chronosdb has no standbys (Metabase and pgAdmin ask).
+pub fn pg_is_in_recovery_udf() -> ScalarUDF {
+    create_udf(
+        "pg_is_in_recovery",
+        vec![],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))),
+    )
+}
