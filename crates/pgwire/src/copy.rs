@@ -10,7 +10,6 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chronosdb_query::copy::{CopyCommand, CopyIn, copy_header, encode_copy_rows};
-use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::copy::CopyHandler;
@@ -21,6 +20,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone};
 use tokio::sync::Mutex;
 
+use crate::execute::record_batches;
 use crate::sessions::Sessions;
 
 /// The `COPY FROM` in progress on a connection, if any.
@@ -65,31 +65,36 @@ pub async fn start_copy<C: ClientInfo + ?Sized>(
                 stream::empty::<PgWireResult<CopyData>>(),
             )))
         }
-        CopyCommand::To { query, format } => copy_out(&database.context, &query, format).await,
+        CopyCommand::To { query, format } => {
+            copy_out(client, &database.context, &query, format).await
+        }
     }
 }
 
-async fn copy_out(
+async fn copy_out<C: ClientInfo + ?Sized>(
+    client: &C,
     context: &SessionContext,
     query: &str,
     format: chronosdb_query::copy::CopyFormat,
 ) -> PgWireResult<Response> {
-    let state = context.state();
-    let plan = state.create_logical_plan(query).await.map_err(api_error)?;
+    let plan = context
+        .state()
+        .create_logical_plan(query)
+        .await
+        .map_err(api_error)?;
     let schema = plan.schema().as_arrow().clone();
-    let physical = state.create_physical_plan(&plan).await.map_err(api_error)?;
-    let batches = execute_stream(physical, context.task_ctx()).map_err(api_error)?;
+    let batches = record_batches(client, context, &plan).await?;
     let header = format
         .header
         .then(|| Ok(CopyData::new(copy_header(&schema, &format).into())));
     let rows = batches.flat_map(move |batch| {
         let lines: Vec<PgWireResult<CopyData>> =
-            match batch.and_then(|b| encode_copy_rows(&b, &format)) {
+            match batch.and_then(|b| encode_copy_rows(&b, &format).map_err(api_error)) {
                 Ok(lines) => lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(line.into())))
                     .collect(),
-                Err(e) => vec![Err(api_error(e))],
+                Err(e) => vec![Err(e)],
             };
         stream::iter(lines)
     });

@@ -11,10 +11,12 @@ mod copy;
 mod errors;
 mod execute;
 mod savepoints;
+mod session_control;
 mod sessions;
 mod time_zone;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chronosdb_query::copy::parse_copy;
@@ -25,7 +27,7 @@ use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response};
@@ -38,16 +40,19 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
+use session_control::{Activity, CancelRequests, Cancels, close_when_idle};
 use sessions::Sessions;
 
 /// The statement type of the extended protocol, as `datafusion-postgres` parses it.
 type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
 
-/// All handlers of the pgwire server.
+/// The state every connection shares: database sessions, the connections cancel requests
+/// can reach, and the idle limit.
 pub struct PgFrontend {
     router: Arc<QueryRouter>,
-    startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    connections: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
+    idle_timeout: Option<Duration>,
 }
 
 impl PgFrontend {
@@ -57,11 +62,16 @@ impl PgFrontend {
             router: Arc::new(QueryRouter {
                 sessions: Arc::new(Sessions::new(query)),
             }),
-            startup: Arc::new(Startup {
-                connections: connections.clone(),
-            }),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            cancels: Arc::new(Cancels::new(connections.clone())),
+            connections,
+            idle_timeout: None,
         }
+    }
+
+    /// Closes connections idle (no statement, no open result) for longer than `timeout`.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
     }
 }
 
@@ -76,22 +86,60 @@ pub async fn serve(listener: TcpListener, frontend: Arc<PgFrontend>) -> std::io:
             }
         };
         let _ = socket.set_nodelay(true);
-        let frontend = frontend.clone();
+        let activity = Activity::new();
+        // A second handle on the socket, to shut it when the connection idles.
+        let idle_watch = match (frontend.idle_timeout, socket_clone(&socket)) {
+            (Some(timeout), Ok(handle)) => Some(tokio::spawn(close_when_idle(
+                activity.clone(),
+                handle,
+                timeout,
+                peer,
+            ))),
+            (Some(_), Err(e)) => {
+                tracing::warn!(%peer, error = %e, "cannot watch the connection for idleness");
+                None
+            }
+            (None, _) => None,
+        };
+        let handlers = ConnectionHandlers {
+            startup: Arc::new(Startup {
+                connections: frontend.connections.clone(),
+                cancels: frontend.cancels.clone(),
+                activity,
+            }),
+            frontend: frontend.clone(),
+        };
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, frontend).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                 tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
+            }
+            if let Some(watch) = idle_watch {
+                watch.abort();
             }
         });
     }
 }
 
-impl PgWireServerHandlers for PgFrontend {
+/// A duplicate of the socket's descriptor (for shutting it down from outside pgwire).
+fn socket_clone(socket: &tokio::net::TcpStream) -> std::io::Result<std::net::TcpStream> {
+    let fd = socket2::SockRef::from(socket);
+    Ok(fd.try_clone()?.into())
+}
+
+/// The handlers of one connection: the shared ones, and a startup handler that knows the
+/// connection's activity record.
+struct ConnectionHandlers {
+    frontend: Arc<PgFrontend>,
+    startup: Arc<Startup>,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.router.clone()
+        self.frontend.router.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.router.clone()
+        self.frontend.router.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -107,20 +155,56 @@ impl PgWireServerHandlers for PgFrontend {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        self.cancel.clone()
+        Arc::new(CancelRequests(self.frontend.cancels.clone()))
     }
 }
 
-/// Accepts every startup for now (authentication is the job of the token layer) and
-/// registers the connection so cancel requests can find it.
+/// Accepts every startup for now (authentication is the job of the token layer),
+/// registers the connection so cancel requests can find it, and attaches its activity
+/// record.
 struct Startup {
     connections: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
+    activity: Arc<Activity>,
 }
 
 #[async_trait]
 impl NoopStartupHandler for Startup {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(self.connections.clone())
+    }
+
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.cancels.register(client);
+        self.activity.touch();
+        client.session_extensions().insert(self.activity.clone());
+        Ok(())
+    }
+}
+
+/// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
+fn is_single_query(sql: &str) -> bool {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    matches!(
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
+        Ok([SqlStatement::Query(_)])
+    )
+}
+
+/// Records that the client sent a statement (for the idle check).
+fn touch<C: ClientInfo + ?Sized>(client: &C) {
+    if let Some(activity) = client.session_extensions().get::<Arc<Activity>>() {
+        activity.touch();
     }
 }
 
@@ -138,6 +222,7 @@ impl SimpleQueryHandler for QueryRouter {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        touch(client);
         if let Some(command) = parse_copy(query) {
             let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
             return Ok(vec![
@@ -147,6 +232,22 @@ impl SimpleQueryHandler for QueryRouter {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
+        // One SELECT (what psql, BI tools and the simple protocol mostly send) takes the
+        // same streaming, cancellable path as the extended protocol; the rest (several
+        // statements, SET, DDL, cursors) goes to datafusion-postgres.
+        if is_single_query(query) {
+            let parsed = database
+                .service
+                .query_parser()
+                .parse_sql(client, query, &[])
+                .await?;
+            if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
+                let response =
+                    execute::stream_plan(client, &database.context, plan, &Format::UnifiedText)
+                        .await?;
+                return Ok(vec![Response::Query(response)]);
+            }
+        }
         SimpleQueryHandler::do_query(&database.service, client, query).await
     }
 }
@@ -174,6 +275,7 @@ impl ExtendedQueryHandler for QueryRouter {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        touch(client);
         if let Some(command) = parse_copy(&portal.statement.statement.0) {
             let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
             return copy::start_copy(&self.sessions, client, command).await;
@@ -251,6 +353,7 @@ impl QueryParser for RoutingParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        touch(client);
         // COPY is run by the router at Execute (DataFusion's parser knows only its own
         // COPY … TO 'file').
         if parse_copy(sql).is_some() {

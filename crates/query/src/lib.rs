@@ -15,7 +15,10 @@ pub mod system;
 pub mod table;
 pub mod time_zone;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 
 use chronosdb_storage::Engine;
 use datafusion::error::DataFusionError;
@@ -49,8 +52,20 @@ pub struct QueryEngine {
 }
 
 impl QueryEngine {
-    pub fn new(engine: Arc<Engine>) -> Result<Self, QueryError> {
-        let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
+    /// Query engine over `engine`; all queries together may hold `memory_limit` bytes in
+    /// sorts, joins and aggregations before they spill to disk or fail.
+    pub fn new(engine: Arc<Engine>, memory_limit: usize) -> Result<Self, QueryError> {
+        // Fair shares between spilling operators; the error of a query over its share
+        // names the operators that hold the most.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(memory_limit),
+            NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+        );
+        let runtime = Arc::new(
+            RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(pool))
+                .build()?,
+        );
         let url = Url::parse(table::STORE_URL).map_err(external)?;
         runtime.register_object_store(&url, engine.object_store());
         Ok(Self { engine, runtime })

@@ -31,6 +31,17 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_PG_BIND", default_value = "127.0.0.1:5433")]
     pub pg_bind: SocketAddr,
 
+    /// Close pgwire connections that send nothing and have no result open for this long
+    /// (e.g. `30m`; `0` keeps them open, as PostgreSQL's default does).
+    #[arg(long, env = "CHRONOSDB_PG_IDLE_TIMEOUT", default_value = "0", value_parser = parse_duration)]
+    pub pg_idle_timeout: Duration,
+
+    /// Memory all running queries together may use for sorts, joins and aggregations
+    /// (e.g. `4GiB`). A query that needs more spills to disk where it can, or fails with
+    /// "Resources exhausted"; other sessions keep working.
+    #[arg(long, env = "CHRONOSDB_QUERY_MEMORY", default_value = "2GiB", value_parser = parse_size)]
+    pub query_memory: usize,
+
     /// Extra time the WAL waits to gather concurrent writes into one fsync
     /// (e.g. `0ms`, `2ms`). Writes are acknowledged only after their fsync either way.
     #[arg(long, env = "CHRONOSDB_WAL_FLUSH_INTERVAL", default_value = "0ms", value_parser = parse_duration)]

@@ -125,7 +125,8 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         addr: args.pg_bind,
         source,
     })?;
-    let frontend = Arc::new(PgFrontend::new(QueryEngine::new(engine.clone())?));
+    let query = QueryEngine::new(engine.clone(), args.query_memory)?;
+    let frontend = Arc::new(PgFrontend::new(query).with_idle_timeout(Some(args.pg_idle_timeout)));
     // Tests and scripts read this line to find the ports.
     println!(
         "chronosdb listening: http={http_addr} pg={pg_addr} data_dir={}",

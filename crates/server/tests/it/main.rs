@@ -7,5 +7,6 @@ mod compat;
 mod crash;
 mod ingest;
 mod query;
+mod sessions;
 mod slt;
 mod sql_write;
