@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chronosdb_query::column_names::with_postgres_column_names;
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -28,20 +29,23 @@ use futures::Sink;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::PortalExecutionState;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, ConnectionManager, DEFAULT_NAME, ErrorHandler,
+    PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
 use session_control::{Activity, CancelRequests, Cancels, close_when_idle};
-use sessions::Sessions;
+use sessions::{Database, Sessions};
 
 /// The statement type of the extended protocol, as `datafusion-postgres` parses it.
 type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -191,6 +195,32 @@ impl NoopStartupHandler for Startup {
     }
 }
 
+/// Parses and plans `sql` with the database's `datafusion-postgres` parser (its rewrites
+/// and hooks), and names a query's result columns as PostgreSQL does.
+async fn parse_statement<C>(
+    database: &Database,
+    client: &C,
+    sql: &str,
+    types: &[Option<Type>],
+) -> PgWireResult<Option<Statement>>
+where
+    C: ClientInfo + Unpin + Send + Sync,
+{
+    let parsed = database
+        .service
+        .query_parser()
+        .parse_sql(client, sql, types)
+        .await?;
+    Ok(match parsed {
+        Some((text, Some((statement @ SqlStatement::Query(_), plan)))) => {
+            let plan =
+                with_postgres_column_names(plan).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            Some((text, Some((statement, plan))))
+        }
+        other => other,
+    })
+}
+
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
 fn is_single_query(sql: &str) -> bool {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -236,11 +266,7 @@ impl SimpleQueryHandler for QueryRouter {
         // same streaming, cancellable path as the extended protocol; the rest (several
         // statements, SET, DDL, cursors) goes to datafusion-postgres.
         if is_single_query(query) {
-            let parsed = database
-                .service
-                .query_parser()
-                .parse_sql(client, query, &[])
-                .await?;
+            let parsed = parse_statement(&database, client, query, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
                 let response =
                     execute::stream_plan(client, &database.context, plan, &Format::UnifiedText)
@@ -296,6 +322,51 @@ impl ExtendedQueryHandler for QueryRouter {
             return Ok(Response::Query(response));
         }
         ExtendedQueryHandler::do_query(&database.service, client, portal, max_rows).await
+    }
+
+    async fn on_execute<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Execute,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire gathers every row of an Execute without a row limit into memory before
+        // sending any; a query on chronosdb's path is streamed to the client instead. An
+        // Execute with a row limit (a fetch size) goes the default way, one batch of
+        // rows at a time.
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.max_rows == 0
+            && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
+            && portal.parameters.is_empty()
+            && let (sql, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement
+            && parse_copy(sql).is_none()
+            && matches!(*portal.state().lock().await, PortalExecutionState::Initial)
+        {
+            touch(client);
+            let database = self.sessions.for_client(client)?;
+            client.set_state(PgWireConnectionState::QueryInProgress);
+            let sent = match execute::stream_plan(
+                client,
+                &database.context,
+                plan.clone(),
+                &portal.result_column_format,
+            )
+            .await
+            {
+                Ok(response) => send_query_response(client, response, false).await,
+                Err(e) => Err(e),
+            };
+            *portal.state().lock().await = PortalExecutionState::Finished;
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            return sent;
+        }
+        self._on_execute(client, message).await
     }
 
     async fn do_describe_portal<C>(
@@ -362,11 +433,7 @@ impl QueryParser for RoutingParser {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        database
-            .service
-            .query_parser()
-            .parse_sql(client, sql, types)
-            .await
+        parse_statement(&database, client, sql, types).await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

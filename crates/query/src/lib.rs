@@ -2,6 +2,7 @@
 //! [`table::ChronosTable`]s, and the session set-up every front end (pgwire, HTTP) shares.
 
 pub mod catalog;
+pub mod column_names;
 pub mod copy;
 pub mod functions;
 pub mod gapfill;
