@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use chronosdb_query::column_names::postgres_column_names;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
@@ -18,7 +19,7 @@ use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode
 use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
-use pgwire::api::results::QueryResponse;
+use pgwire::api::results::{FieldInfo, QueryResponse};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
@@ -27,6 +28,29 @@ use crate::session_control::{deadline, interruptible, within_deadline};
 
 fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
+}
+
+/// `fields` (the columns of `plan`) named as PostgreSQL names result columns.
+pub fn postgres_names(plan: &LogicalPlan, fields: Vec<FieldInfo>) -> Vec<FieldInfo> {
+    let Some(names) = postgres_column_names(plan) else {
+        return fields;
+    };
+    fields
+        .into_iter()
+        .zip(names)
+        .map(|(field, name)| {
+            FieldInfo::new(
+                name,
+                field.table_id(),
+                field.column_id(),
+                field.datatype().clone(),
+                field.format(),
+            )
+            .with_format_options(field.format_options().clone())
+            .with_type_size(field.type_size())
+            .with_type_modifier(field.type_modifier())
+        })
+        .collect()
 }
 
 /// Plans `plan` and returns its record batches, interruptible by the client.
@@ -53,11 +77,8 @@ pub async fn stream_plan<C: ClientInfo + ?Sized>(
     format: &Format,
 ) -> PgWireResult<QueryResponse> {
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-    let fields = Arc::new(arrow_schema_to_pg_fields(
-        plan.schema().as_arrow(),
-        format,
-        Some(options),
-    )?);
+    let fields = arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, Some(options))?;
+    let fields = Arc::new(postgres_names(&plan, fields));
     let batches = record_batches(client, context, &plan).await?;
     let encoder_fields = fields.clone();
     let rows = batches.flat_map(move |batch: PgWireResult<RecordBatch>| {

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chronosdb_query::column_names::with_postgres_column_names;
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -196,7 +195,7 @@ impl NoopStartupHandler for Startup {
 }
 
 /// Parses and plans `sql` with the database's `datafusion-postgres` parser (its rewrites
-/// and hooks), and names a query's result columns as PostgreSQL does.
+/// and hooks).
 async fn parse_statement<C>(
     database: &Database,
     client: &C,
@@ -206,19 +205,11 @@ async fn parse_statement<C>(
 where
     C: ClientInfo + Unpin + Send + Sync,
 {
-    let parsed = database
+    database
         .service
         .query_parser()
         .parse_sql(client, sql, types)
-        .await?;
-    Ok(match parsed {
-        Some((text, Some((statement @ SqlStatement::Query(_), plan)))) => {
-            let plan =
-                with_postgres_column_names(plan).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            Some((text, Some((statement, plan))))
-        }
-        other => other,
-    })
+        .await
 }
 
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
@@ -448,9 +439,14 @@ impl QueryParser for RoutingParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.sessions
+        let fields = self
+            .sessions
             .describer()
             .query_parser()
-            .get_result_schema(stmt, column_format)
+            .get_result_schema(stmt, column_format)?;
+        Ok(match stmt {
+            (_, Some((SqlStatement::Query(_), plan))) => execute::postgres_names(plan, fields),
+            _ => fields,
+        })
     }
 }

@@ -3,60 +3,54 @@
 //! DataFusion names an unaliased expression after its full text (`count(*)`,
 //! `max(cpu.usage_user)`, `Int64(1)`); PostgreSQL names it after the function (`count`,
 //! `max`) or `?column?`. psql headers, Grafana series names and ORM result mappings show
-//! these names, so a query's output is renamed the way PostgreSQL's `FigureColname` would,
-//! with one projection on top. A name two columns would share keeps DataFusion's
-//! spelling (DataFusion requires distinct names).
+//! these names, so the pgwire front end describes a query's columns the way PostgreSQL's
+//! `FigureColname` would. Only the names sent to the client change, not the plan (whose
+//! names DataFusion requires to be distinct).
 
-use std::collections::HashMap;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 
-use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-
-/// PostgreSQL's name for an output column DataFusion named `name`, if it differs.
-fn postgres_name(name: &str) -> Option<String> {
-    let Some(open) = name.find('(') else {
-        // A column, an alias, or an operator expression.
-        return name
-            .contains([' ', '+', '-', '*', '/', '%', '|', '<', '>', '='])
-            .then(|| "?column?".to_string());
-    };
-    let head = &name[..open];
-    if head.eq_ignore_ascii_case("case") || name.starts_with("CASE ") {
-        return Some("case".into());
-    }
-    if head.starts_with(|c: char| c.is_ascii_uppercase()) {
-        // A literal, e.g. `Int64(1)`, `Utf8("x")`, or `CAST(...)`.
-        return Some(if head == "CAST" || head == "TRY_CAST" {
-            cast_name(name)
-        } else {
-            "?column?".into()
-        });
-    }
-    let function = head.rsplit('.').next().unwrap_or(head);
-    let is_identifier = !function.is_empty()
+/// PostgreSQL's name for the column an aggregate or window output was given by
+/// DataFusion (`max(cpu.usage_user)` → `max`), or `?column?`.
+fn name_of_output(name: &str) -> String {
+    let function = name.split_once('(').map(|(head, _)| head).unwrap_or("");
+    let is_function = !function.is_empty()
+        && function.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && function
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if is_identifier && function != name {
-        Some(function.to_string())
+    if is_function {
+        function.to_string()
     } else {
-        None
+        "?column?".to_string()
     }
 }
 
-/// `CAST(cpu.x AS Int64)` is named after `x`; a cast of anything else is `?column?`.
-fn cast_name(name: &str) -> String {
-    let inner = name
-        .split_once('(')
-        .and_then(|(_, rest)| rest.rsplit_once(" AS "))
-        .map(|(inner, _)| inner)
-        .unwrap_or("");
-    let column = inner.rsplit('.').next().unwrap_or(inner);
-    if !column.is_empty() && column.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        column.to_string()
-    } else {
-        "?column?".into()
-    }
+/// PostgreSQL's name (`FigureColname`) for an output expression, or `None` to keep the
+/// name it has: a table column or a name the user gave.
+fn postgres_name(expr: &Expr, name: &str) -> Option<String> {
+    let renamed = match expr {
+        // DataFusion aliases some expressions itself (`count(Int64(1)) AS count(*)`);
+        // a user's alias rarely holds parentheses.
+        Expr::Alias(alias) if alias.name.contains('(') => name_of_output(&alias.name),
+        Expr::Alias(_) => return None,
+        Expr::Column(c) if c.relation.is_some() => return None,
+        Expr::Column(c) if !c.name.contains('(') => return None,
+        Expr::Column(c) => name_of_output(&c.name),
+        Expr::ScalarFunction(f) => f.name().to_string(),
+        Expr::AggregateFunction(f) => f.func.name().to_string(),
+        Expr::WindowFunction(f) => f.fun.name().to_string(),
+        Expr::Cast(cast) => match cast.expr.as_ref() {
+            Expr::Column(c) => c.name.clone(),
+            inner => postgres_name(inner, name).unwrap_or_else(|| "?column?".into()),
+        },
+        Expr::TryCast(cast) => match cast.expr.as_ref() {
+            Expr::Column(c) => c.name.clone(),
+            _ => "?column?".into(),
+        },
+        Expr::Case(_) => "case".into(),
+        _ => "?column?".into(),
+    };
+    (renamed != name).then_some(renamed)
 }
 
 /// The expressions of the projection that makes `plan`'s output, looking through the
@@ -70,68 +64,39 @@ fn output_exprs(plan: &LogicalPlan) -> Option<&[Expr]> {
     }
 }
 
-/// `plan` with its output columns renamed as PostgreSQL names them (unchanged when no
-/// name differs). Aliases and table columns keep their names.
-pub fn with_postgres_column_names(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let Some(exprs) = output_exprs(&plan) else {
-        return Ok(plan);
-    };
-    if exprs.len() != plan.schema().fields().len() {
-        return Ok(plan);
+/// The names PostgreSQL would give `plan`'s output columns, or `None` when they are the
+/// names the plan has. Aliases and table columns keep their names; two columns may get
+/// the same name (`count`, `count`), as in PostgreSQL.
+pub fn postgres_column_names(plan: &LogicalPlan) -> Option<Vec<String>> {
+    let exprs = output_exprs(plan)?;
+    let fields = plan.schema().fields();
+    if exprs.len() != fields.len() {
+        return None;
     }
-    let renamed: Vec<Option<String>> = exprs
+    let mut changed = false;
+    let names = exprs
         .iter()
-        .zip(plan.schema().fields())
-        .map(|(expr, field)| match expr {
-            Expr::Alias(_) => None,
-            Expr::Column(c) if c.relation.is_some() => None,
-            _ => postgres_name(field.name()),
-        })
-        .collect();
-    if renamed.iter().all(Option::is_none) {
-        return Ok(plan);
-    }
-    let fields: Vec<(Option<String>, String)> = plan
-        .schema()
-        .iter()
-        .map(|(qualifier, field)| (qualifier.map(|q| q.to_string()), field.name().clone()))
-        .collect();
-    let mut uses: HashMap<String, usize> = HashMap::new();
-    for ((_, name), new) in fields.iter().zip(&renamed) {
-        *uses
-            .entry(new.clone().unwrap_or_else(|| name.clone()))
-            .or_default() += 1;
-    }
-    let columns: Vec<Expr> = fields
-        .iter()
-        .zip(renamed)
-        .map(|((qualifier, name), new)| {
-            let column = Expr::Column(Column::new(qualifier.clone(), name));
-            match new {
-                Some(new) if uses.get(&new) == Some(&1) => column.alias(new),
-                _ => column,
+        .zip(fields)
+        .map(|(expr, field)| match postgres_name(expr, field.name()) {
+            Some(name) => {
+                changed = true;
+                name
             }
+            None => field.name().clone(),
         })
         .collect();
-    LogicalPlanBuilder::from(plan).project(columns)?.build()
+    changed.then_some(names)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::postgres_name;
+    use super::name_of_output;
 
     #[test]
-    fn names_follow_postgres() {
-        assert_eq!(postgres_name("count(*)").as_deref(), Some("count"));
-        assert_eq!(postgres_name("max(cpu.usage_user)").as_deref(), Some("max"));
-        assert_eq!(
-            postgres_name("time_bucket(Utf8(\"1 minute\"),cpu.time)").as_deref(),
-            Some("time_bucket")
-        );
-        assert_eq!(postgres_name("Int64(1)").as_deref(), Some("?column?"));
-        assert_eq!(postgres_name("cpu.a + cpu.b").as_deref(), Some("?column?"));
-        assert_eq!(postgres_name("CAST(cpu.v AS Int32)").as_deref(), Some("v"));
-        assert_eq!(postgres_name("usage_user"), None);
-        assert_eq!(postgres_name("minute"), None);
+    fn outputs_are_named_after_their_function() {
+        assert_eq!(name_of_output("count(*)"), "count");
+        assert_eq!(name_of_output("max(cpu.usage_user)"), "max");
+        assert_eq!(name_of_output("Int64(1)"), "?column?");
+        assert_eq!(name_of_output("cpu.a + cpu.b"), "?column?");
     }
 }

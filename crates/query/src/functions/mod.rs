@@ -27,6 +27,10 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(postgres::to_regtype_udf());
     ctx.register_udf(postgres::current_setting_udf());
     ctx.register_udf(postgres::pg_is_in_recovery_udf());
+    ctx.register_udf(postgres::pg_collation_is_visible_udf());
+    ctx.register_udf(ScalarUDF::new_from_impl(
+        postgres::JsonBuildObject::default(),
+    ));
     ctx.register_udf(postgres::pg_get_serial_sequence_udf());
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(TimeBucketGapfill::new()));

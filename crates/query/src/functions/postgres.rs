@@ -223,3 +223,118 @@ pub fn pg_is_in_recovery_udf() -> ScalarUDF {
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))),
     )
 }
+
+/// `json_build_object(key, value, …)`: a JSON object as text (SQLAlchemy's column
+/// reflection builds its identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonBuildObject {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for JsonBuildObject {
+    fn default() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+fn json_value(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "null".into();
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_)
+        | ScalarValue::UInt64(_)
+        | ScalarValue::Float32(_)
+        | ScalarValue::Float64(_) => value.to_string(),
+        other => {
+            let text = other.to_string();
+            let mut quoted = String::with_capacity(text.len() + 2);
+            quoted.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' => quoted.push_str("\\\""),
+                    '\\' => quoted.push_str("\\\\"),
+                    '\n' => quoted.push_str("\\n"),
+                    c if (c as u32) < 0x20 => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => quoted.push(c),
+                }
+            }
+            quoted.push('"');
+            quoted
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::StringArray;
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::exec_err!(
+                "json_build_object takes key/value pairs: an even number of arguments"
+            );
+        }
+        let rows = args.number_rows;
+        let arrays: Vec<_> = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<datafusion::common::Result<_>>()?;
+        let mut objects = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut object = String::from("{");
+            for (i, pair) in arrays.chunks(2).enumerate() {
+                if i > 0 {
+                    object.push_str(", ");
+                }
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                let value = ScalarValue::try_from_array(&pair[1], row)?;
+                let key = if key.is_null() {
+                    "null".to_string()
+                } else {
+                    key.to_string()
+                };
+                object.push_str(&json_value(&ScalarValue::Utf8(Some(key))));
+                object.push_str(" : ");
+                object.push_str(&json_value(&value));
+            }
+            object.push('}');
+            objects.push(object);
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(objects))))
+    }
+}
+
+/// `pg_collation_is_visible(oid)`: true, chronosdb has one schema search path.
+pub fn pg_collation_is_visible_udf() -> ScalarUDF {
+    create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    )
+}

@@ -247,3 +247,46 @@ async fn tokio_postgres_copy_in_and_out() {
     let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c)).collect();
     assert_eq!(text, "host_0,0\nhost_1,1\nhost_2,2\n");
 }
+
+/// Result columns are named as PostgreSQL names them: after the function, `?column?` for
+/// other expressions; aliases and table columns keep their names.
+#[tokio::test]
+async fn result_columns_have_postgres_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_fixture(dir.path()).await;
+    let client = server.pg("clients").await;
+    for simple in [false, true] {
+        let sql = "SELECT 1, count(*), max(temperature), city, temperature * 2, \
+                   CAST(humidity AS INT), time_bucket('1 minute', time), min(humidity) AS low \
+                   FROM weather GROUP BY city, temperature, humidity, time ORDER BY city LIMIT 1";
+        let names: Vec<String> = if simple {
+            match &client.simple_query(sql).await.expect("simple query")[0] {
+                tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
+                    columns.iter().map(|c| c.name().to_string()).collect()
+                }
+                other => panic!("expected a row description, got {other:?}"),
+            }
+        } else {
+            let statement = client.prepare(sql).await.expect("prepare");
+            statement
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names,
+            [
+                "?column?",
+                "count",
+                "max",
+                "city",
+                "?column?",
+                "humidity",
+                "time_bucket",
+                "low"
+            ],
+            "simple protocol: {simple}"
+        );
+    }
+}
