@@ -292,7 +292,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<ColumnarValue> {
         use datafusion::arrow::array::StringArray;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return datafusion::common::exec_err!(
                 "json_build_object takes key/value pairs: an even number of arguments"
             );
