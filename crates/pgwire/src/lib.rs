@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chronosdb_query::catalog_queries::rewrite_catalog_query;
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -195,7 +196,9 @@ impl NoopStartupHandler for Startup {
 }
 
 /// Parses and plans `sql` with the database's `datafusion-postgres` parser (its rewrites
-/// and hooks).
+/// and hooks). A catalog query with scalar subqueries that DataFusion cannot plan as
+/// written (correlated and unaggregated, as SQLAlchemy writes them) is planned again after
+/// chronosdb's rewrite; statements that plan as written are never rewritten.
 async fn parse_statement<C>(
     database: &Database,
     client: &C,
@@ -205,11 +208,18 @@ async fn parse_statement<C>(
 where
     C: ClientInfo + Unpin + Send + Sync,
 {
-    database
-        .service
-        .query_parser()
-        .parse_sql(client, sql, types)
-        .await
+    let parser = database.service.query_parser();
+    let parsed = parser.parse_sql(client, sql, types).await?;
+    let may_need_rewrite = sql.contains("pg_") && sql.to_ascii_lowercase().contains("(select");
+    if may_need_rewrite
+        && let Some((_, Some((_, plan)))) = &parsed
+        && let Err(e) = database.context.state().optimize(plan)
+        && e.to_string().to_ascii_lowercase().contains("subquery")
+        && let Some(rewritten) = rewrite_catalog_query(sql)
+    {
+        return parser.parse_sql(client, &rewritten, types).await;
+    }
+    Ok(parsed)
 }
 
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).

@@ -2,6 +2,7 @@
 //! [`table::ChronosTable`]s, and the session set-up every front end (pgwire, HTTP) shares.
 
 pub mod catalog;
+pub mod catalog_queries;
 pub mod column_names;
 pub mod copy;
 pub mod functions;

@@ -1,0 +1,181 @@
+//! Rewrites that let the catalog queries of ORMs and BI tools plan in DataFusion.
+//!
+//! SQLAlchemy's column reflection (and with it Superset) reads `pg_catalog` with scalar
+//! subqueries correlated to the outer row, such as
+//! `(SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = attrelid …)`.
+//! PostgreSQL allows them when at most one row matches; DataFusion plans a correlated
+//! scalar subquery only when it is an aggregate. In a statement that reads `pg_catalog`,
+//! such a subquery's single output is wrapped in `max(…)`, which is the same value when
+//! at most one row matches (these look rows up by key). Statements over user tables are
+//! never rewritten: there, more than one row must stay an error. A `CASE` whose only
+//! branch is such a subquery is folded into the subquery, which DataFusion can then
+//! decorrelate.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, SelectItem, SetExpr, Statement, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// Aggregates that already make a subquery return one row.
+const AGGREGATES: &[&str] = &[
+    "max",
+    "min",
+    "count",
+    "sum",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+];
+
+fn is_aggregate(expr: &Expr) -> bool {
+    match expr {
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let name = name.rsplit('.').next().unwrap_or(&name);
+            AGGREGATES.contains(&name)
+        }
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_aggregate(inner),
+        _ => false,
+    }
+}
+
+fn wrapped_in_max(expr: &Expr) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("max({expr})"))
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// `CASE WHEN c THEN (SELECT max(x) FROM t WHERE p) [ELSE NULL] END` as
+/// `(SELECT max(x) FROM t WHERE (p) AND (c))`: the same value (an aggregate over no rows is
+/// NULL), in a form DataFusion can decorrelate (it cannot plan a correlated subquery
+/// inside CASE).
+fn case_into_subquery(expr: &Expr) -> Option<Expr> {
+    let Expr::Case {
+        operand: None,
+        conditions,
+        else_result,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    if conditions.len() != 1
+        || else_result
+            .as_ref()
+            .is_some_and(|e| e.to_string() != "NULL")
+    {
+        return None;
+    }
+    let Expr::Subquery(query) = &conditions[0].result else {
+        return None;
+    };
+    let mut query = query.clone();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let output = match select.projection.as_slice() {
+        [SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }] => e,
+        _ => return None,
+    };
+    // count() of no rows is 0, not NULL: only aggregates that are NULL over no rows.
+    let null_when_empty =
+        is_aggregate(output) && !output.to_string().to_ascii_lowercase().starts_with("count");
+    if !null_when_empty {
+        return None;
+    }
+    let condition = Expr::Nested(Box::new(conditions[0].condition.clone()));
+    select.selection = Some(match select.selection.take() {
+        Some(existing) => Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(existing))),
+            op: BinaryOperator::And,
+            right: Box::new(condition),
+        },
+        None => condition,
+    });
+    Some(Expr::Subquery(query))
+}
+
+/// The statement with one-row scalar subqueries aggregated, if `sql` reads `pg_catalog`
+/// and has any; `None` leaves `sql` as it is.
+pub fn rewrite_catalog_query(sql: &str) -> Option<String> {
+    if !sql.contains("pg_") {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
+        return None;
+    }
+    let mut changed = false;
+    // Children are visited first: a subquery is aggregated before the CASE around it.
+    let _ = visit_expressions_mut(&mut statements, |expr| {
+        if let Some(merged) = case_into_subquery(expr) {
+            *expr = merged;
+            changed = true;
+            return ControlFlow::<()>::Continue(());
+        }
+        let Expr::Subquery(query) = expr else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped = !matches!(
+            &select.group_by,
+            datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty()
+        );
+        if select.projection.len() != 1 || grouped || query.limit_clause.is_some() {
+            return ControlFlow::Continue(());
+        }
+        let item = &mut select.projection[0];
+        let target = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return ControlFlow::Continue(()),
+        };
+        if !is_aggregate(target)
+            && let Some(max) = wrapped_in_max(target)
+        {
+            *target = max;
+            changed = true;
+        }
+        ControlFlow::Continue(())
+    });
+    changed.then(|| statements[0].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_catalog_query;
+
+    #[test]
+    fn catalog_subqueries_are_aggregated() {
+        let sql = "SELECT a.attname, (SELECT pg_get_expr(d.adbin, d.adrelid) AS def FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) FROM pg_catalog.pg_attribute a";
+        let rewritten = rewrite_catalog_query(sql).expect("rewritten");
+        assert!(
+            rewritten.contains("SELECT max(pg_get_expr(d.adbin, d.adrelid)) AS def"),
+            "{rewritten}"
+        );
+        // Already aggregated, or not about the catalog: untouched.
+        assert!(rewrite_catalog_query("SELECT (SELECT count(*) FROM pg_class)").is_none());
+        // A subquery inside CASE becomes one DataFusion can decorrelate.
+        let sql = "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid) ELSE NULL END FROM pg_attribute a";
+        let rewritten = rewrite_catalog_query(sql).expect("rewritten");
+        assert_eq!(
+            rewritten,
+            "SELECT (SELECT max(d.adbin) FROM pg_attrdef d WHERE (d.adrelid = a.attrelid) AND (a.atthasdef)) FROM pg_attribute a"
+        );
+        assert!(
+            rewrite_catalog_query("SELECT (SELECT v FROM cpu WHERE cpu.h = m.h) FROM m").is_none()
+        );
+    }
+}
