@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chronosdb_query::catalog_queries::rewrite_catalog_query;
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
@@ -222,6 +223,18 @@ where
     Ok(parsed)
 }
 
+/// The plan of a portal chronosdb runs itself: a query without parameters (what BI tools
+/// and most drivers send); parameters are decoded by datafusion-postgres.
+fn own_query_plan(portal: &Portal<Statement>) -> Option<&LogicalPlan> {
+    if !portal.parameters.is_empty() {
+        return None;
+    }
+    match &portal.statement.statement {
+        (_, Some((SqlStatement::Query(_), plan))) => Some(plan),
+        _ => None,
+    }
+}
+
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
 fn is_single_query(sql: &str) -> bool {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -308,11 +321,7 @@ impl ExtendedQueryHandler for QueryRouter {
             return copy::start_copy(&self.sessions, client, command).await;
         }
         let database = self.sessions.for_client(client)?;
-        // A query without parameters (what BI tools and most drivers send) takes the
-        // single-planning streaming path; parameters are decoded by datafusion-postgres.
-        if portal.parameters.is_empty()
-            && let (_, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement
-        {
+        if let Some(plan) = own_query_plan(portal) {
             let response = execute::stream_plan(
                 client,
                 &database.context,
@@ -344,9 +353,7 @@ impl ExtendedQueryHandler for QueryRouter {
         if message.max_rows == 0
             && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
             && let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
-            && portal.parameters.is_empty()
-            && let (sql, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement
-            && parse_copy(sql).is_none()
+            && let Some(plan) = own_query_plan(&portal)
             && matches!(*portal.state().lock().await, PortalExecutionState::Initial)
         {
             touch(client);

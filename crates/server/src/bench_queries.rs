@@ -256,10 +256,15 @@ pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
     let end = START_NANOS + (args.hours * 3600.0 / 10.0).round() as i64 * INTERVAL_NANOS;
     let connection = match args.target {
         Target::PrintSql => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
             for name in selected(&args) {
                 let mut params = params_for(name, args.hosts, end);
                 for _ in 0..args.runs + 2 {
-                    println!("{name}\t{}", build(name, &mut params).sql);
+                    // A reader that stops early (`| head`) ends the listing, not a panic.
+                    if writeln!(out, "{name}\t{}", build(name, &mut params).sql).is_err() {
+                        return Ok(());
+                    }
                 }
             }
             return Ok(());

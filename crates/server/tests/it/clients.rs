@@ -290,3 +290,36 @@ async fn result_columns_have_postgres_names() {
         );
     }
 }
+
+/// Several statements in one Query message run in order, each with its own result, and
+/// transaction statements among them are accepted.
+#[tokio::test]
+async fn several_statements_in_one_query_message() {
+    use tokio_postgres::SimpleQueryMessage;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_fixture(dir.path()).await;
+    let client = server.pg("clients").await;
+    let messages = client
+        .simple_query("BEGIN; SELECT 1 AS a; SELECT city FROM weather WHERE city = 'rome'; COMMIT")
+        .await
+        .expect("multi-statement query");
+    let values: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["1", "rome"]);
+    let completions = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completions, 4);
+    // An error in the middle stops the rest, as in PostgreSQL.
+    let err = client
+        .simple_query("SELECT 1; SELECT nope FROM weather; SELECT 2")
+        .await
+        .expect_err("the second statement fails");
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42703"));
+}
