@@ -10,6 +10,7 @@
 mod copy;
 mod errors;
 mod execute;
+mod parameters;
 mod savepoints;
 mod session_control;
 mod sessions;
@@ -223,16 +224,23 @@ where
     Ok(parsed)
 }
 
-/// The plan of a portal chronosdb runs itself: a query without parameters (what BI tools
-/// and most drivers send); parameters are decoded by datafusion-postgres.
-fn own_query_plan(portal: &Portal<Statement>) -> Option<&LogicalPlan> {
-    if !portal.parameters.is_empty() {
-        return None;
+/// The plan of a portal chronosdb runs itself, its parameters bound: any query (what BI
+/// tools and drivers send); other statements go to datafusion-postgres.
+fn bound_query_plan(
+    sessions: &Sessions,
+    portal: &Portal<Statement>,
+) -> PgWireResult<Option<LogicalPlan>> {
+    let (_, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement else {
+        return Ok(None);
+    };
+    if portal.parameters.is_empty() {
+        return Ok(Some(plan.clone()));
     }
-    match &portal.statement.statement {
-        (_, Some((SqlStatement::Query(_), plan))) => Some(plan),
-        _ => None,
-    }
+    let reported = sessions
+        .describer()
+        .query_parser()
+        .get_parameter_types(&portal.statement.statement)?;
+    parameters::bind(portal, plan, reported).map(Some)
 }
 
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
@@ -321,11 +329,11 @@ impl ExtendedQueryHandler for QueryRouter {
             return copy::start_copy(&self.sessions, client, command).await;
         }
         let database = self.sessions.for_client(client)?;
-        if let Some(plan) = own_query_plan(portal) {
+        if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
             let response = execute::stream_plan(
                 client,
                 &database.context,
-                plan.clone(),
+                plan,
                 &portal.result_column_format,
             )
             .await?;
@@ -353,7 +361,7 @@ impl ExtendedQueryHandler for QueryRouter {
         if message.max_rows == 0
             && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
             && let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
-            && let Some(plan) = own_query_plan(&portal)
+            && let Some(plan) = bound_query_plan(&self.sessions, &portal)?
             && matches!(*portal.state().lock().await, PortalExecutionState::Initial)
         {
             touch(client);
@@ -362,7 +370,7 @@ impl ExtendedQueryHandler for QueryRouter {
             let sent = match execute::stream_plan(
                 client,
                 &database.context,
-                plan.clone(),
+                plan,
                 &portal.result_column_format,
             )
             .await
@@ -445,10 +453,17 @@ impl QueryParser for RoutingParser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.sessions
+        let reported = self
+            .sessions
             .describer()
             .query_parser()
-            .get_parameter_types(stmt)
+            .get_parameter_types(stmt)?;
+        Ok(match stmt {
+            (_, Some((SqlStatement::Query(_), plan))) => {
+                parameters::wire_types(reported, &parameters::inferred_types(plan)?)
+            }
+            _ => reported,
+        })
     }
 
     fn get_result_schema(

@@ -1,8 +1,9 @@
-"""SQLAlchemy (psycopg driver) against chronosdb: dialect start-up, listing tables and a
-query built with the expression language. Usage: sqlalchemy_check.py PORT DB.
+"""SQLAlchemy (psycopg driver) against chronosdb: dialect start-up, listing tables,
+column reflection and a query built with the expression language. Usage:
+sqlalchemy_check.py PORT DB.
 
-Column reflection (`inspector.get_columns`, `autoload_with`) is not here yet: SQLAlchemy's
-query needs `json_build_object`, `pg_sequence` and `pg_collation`, which the catalog lacks.
+Not here yet: `Table(..., autoload_with=...)`, which also reflects keys and indexes with
+queries over `unnest` of catalog arrays that DataFusion refuses.
 """
 import sys
 
@@ -13,6 +14,16 @@ engine = sa.create_engine(f"postgresql+psycopg://check@127.0.0.1:{port}/{db}")
 with engine.connect() as c:
     inspector = sa.inspect(c)
     assert "weather" in inspector.get_table_names(), inspector.get_table_names()
+    columns = {col["name"]: str(col["type"]) for col in inspector.get_columns("weather")}
+    assert columns == {
+        "time": "TIMESTAMP",
+        "city": "TEXT",
+        "country": "TEXT",
+        "temperature": "DOUBLE PRECISION",
+        "humidity": "BIGINT",
+        "station": "TEXT",
+        "ok": "BOOLEAN",
+    }, columns
     weather = sa.Table(
         "weather",
         sa.MetaData(),

@@ -323,3 +323,38 @@ async fn several_statements_in_one_query_message() {
         .expect_err("the second statement fails");
     assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42703"));
 }
+
+/// Prepared statements run on the streaming path with their parameters decoded by position,
+/// also when one sits in a subquery.
+#[tokio::test]
+async fn parameters_in_subqueries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_fixture(dir.path()).await;
+    let client = server.pg("clients").await;
+    let rows = client
+        .query(
+            "SELECT city, humidity FROM weather WHERE city IN (SELECT city FROM weather WHERE country = $1::TEXT) AND humidity > $2 ORDER BY time",
+            &[&"no", &79i64],
+        )
+        .await
+        .expect("query with a parameter in a subquery");
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [("oslo".to_string(), 80)]);
+    // A parameterized query is cancelled by statement_timeout while it streams.
+    client
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .expect("set statement_timeout");
+    let err = client
+        .query(
+            "SELECT sum(value) FROM generate_series(1, 100000000000) AS t(value) WHERE value > $1",
+            &[&0i64],
+        )
+        .await
+        .expect_err("timed out");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("57014"),
+        "{err}"
+    );
+}
