@@ -25,6 +25,8 @@ use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use futures::Sink;
@@ -245,8 +247,6 @@ fn bound_query_plan(
 
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
 fn is_single_query(sql: &str) -> bool {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
     matches!(
         Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
         Ok([SqlStatement::Query(_)])
@@ -284,11 +284,49 @@ impl SimpleQueryHandler for QueryRouter {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
-        // One SELECT (what psql, BI tools and the simple protocol mostly send) takes the
-        // same streaming, cancellable path as the extended protocol; the rest (several
-        // statements, SET, DDL, cursors) goes to datafusion-postgres.
-        if is_single_query(query) {
-            let parsed = parse_statement(&database, client, query, &[]).await?;
+        // Queries (what psql and BI tools mostly send) take the same streaming,
+        // cancellable path as the extended protocol; other statements (SET, DDL, cursors,
+        // transactions) go to datafusion-postgres, one at a time, in order.
+        let statements = match Parser::parse_sql(&PostgreSqlDialect {}, query) {
+            Ok(statements) if statements.len() > 1 => statements,
+            _ => return self.run_simple(client, &database, query).await,
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match self
+                .run_simple(client, &database, &statement.to_string())
+                .await
+            {
+                Ok(mut done) => responses.append(&mut done),
+                Err(mut e) => {
+                    // Like PostgreSQL: the results so far, then the error; the rest of
+                    // the message is not run.
+                    errors::SqlStateErrors.on_error(client, &mut e);
+                    responses.push(Response::Error(Box::new(e.into())));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+impl QueryRouter {
+    /// Runs one statement of a simple Query message.
+    async fn run_simple<C>(
+        &self,
+        client: &mut C,
+        database: &Database,
+        sql: &str,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if is_single_query(sql) {
+            let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
                 let response =
                     execute::stream_plan(client, &database.context, plan, &Format::UnifiedText)
@@ -296,7 +334,7 @@ impl SimpleQueryHandler for QueryRouter {
                 return Ok(vec![Response::Query(response)]);
             }
         }
-        SimpleQueryHandler::do_query(&database.service, client, query).await
+        SimpleQueryHandler::do_query(&database.service, client, sql).await
     }
 }
 

@@ -316,6 +316,21 @@ async fn several_statements_in_one_query_message() {
         .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
         .count();
     assert_eq!(completions, 4);
+    // Statements apply in order: a SET changes how the next one prints.
+    let messages = client
+        .simple_query(
+            "SET TIME ZONE 'Asia/Tokyo'; SELECT time FROM weather WHERE city = 'rome'; SET TIME ZONE 'UTC'",
+        )
+        .await
+        .expect("SET then SELECT");
+    let shown: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, ["2023-11-15 07:13:20.000000+09"]);
     // An error in the middle stops the rest, as in PostgreSQL.
     let err = client
         .simple_query("SELECT 1; SELECT nope FROM weather; SELECT 2")
