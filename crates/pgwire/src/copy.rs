@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 
+use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::copy::{CopyCommand, CopyIn, copy_header, encode_copy_rows};
 use datafusion::prelude::SessionContext;
@@ -26,10 +27,6 @@ use crate::sessions::Sessions;
 /// The `COPY FROM` in progress on a connection, if any.
 #[derive(Default)]
 struct CopyInSlot(Mutex<Option<CopyIn>>);
-
-fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(e))
-}
 
 /// Starts a `COPY` statement: returns the response that switches the client into the
 /// copy sub-protocol.

@@ -35,6 +35,11 @@ impl ErrorHandler for SqlStateErrors {
     }
 }
 
+/// A DataFusion error as pgwire carries it; [`SqlStateErrors`] gives it its SQLSTATE.
+pub(crate) fn api_error(e: DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
 /// The SQLSTATE for a DataFusion error.
 pub fn sqlstate(error: &DataFusionError) -> &'static str {
     let root = error.find_root();

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::errors::api_error;
 use chronosdb_query::column_names::postgres_column_names;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
@@ -20,15 +21,11 @@ use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
 use crate::session_control::{deadline, interruptible, within_deadline};
-
-fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(e))
-}
 
 /// `fields` (the columns of `plan`) named as PostgreSQL names result columns.
 pub fn postgres_names(plan: &LogicalPlan, fields: Vec<FieldInfo>) -> Vec<FieldInfo> {

@@ -19,6 +19,7 @@ mod time_zone;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::catalog_queries::rewrite_catalog_query;
 use chronosdb_query::copy::parse_copy;
@@ -276,7 +277,7 @@ impl SimpleQueryHandler for QueryRouter {
     {
         touch(client);
         if let Some(command) = parse_copy(query) {
-            let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let command = command.map_err(api_error)?;
             return Ok(vec![
                 copy::start_copy(&self.sessions, client, command).await?,
             ]);
@@ -363,7 +364,7 @@ impl ExtendedQueryHandler for QueryRouter {
     {
         touch(client);
         if let Some(command) = parse_copy(&portal.statement.statement.0) {
-            let command = command.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let command = command.map_err(api_error)?;
             return copy::start_copy(&self.sessions, client, command).await;
         }
         let database = self.sessions.for_client(client)?;
@@ -446,7 +447,7 @@ impl ExtendedQueryHandler for QueryRouter {
                 .state()
                 .create_logical_plan(sql)
                 .await
-                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                .map_err(api_error)?;
             let fields =
                 arrow_schema_to_pg_fields(plan.schema().as_arrow(), &Format::UnifiedText, None)?;
             return Ok(DescribePortalResponse::new(fields));

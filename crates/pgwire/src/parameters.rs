@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::errors::api_error;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -17,11 +18,7 @@ use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_se
 use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
 use pgwire::api::Type;
 use pgwire::api::portal::Portal;
-use pgwire::error::{PgWireError, PgWireResult};
-
-fn api_error(e: datafusion::error::DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(e))
-}
+use pgwire::error::PgWireResult;
 
 /// Each parameter's type, in `$1, $2, …` order, from DataFusion's inference and from the
 /// casts around parameters, subqueries included.

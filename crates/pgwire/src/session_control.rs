@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::errors::api_error;
 use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -168,7 +169,7 @@ pub fn interruptible<C: ClientInfo + ?Sized>(
         };
         match next? {
             Ok(batch) => Some((Ok(batch), Some((batches, cancel, open)))),
-            Err(e) => Some((Err(PgWireError::ApiError(Box::new(e))), None)),
+            Err(e) => Some((Err(api_error(e)), None)),
         }
     })
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::time_zone::{in_time_zone, is_utc};
 use datafusion::arrow::array::timezone::Tz;
@@ -50,8 +51,8 @@ async fn plan_in_zone(
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
         .await
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-    in_time_zone(plan, zone).map_err(|e| PgWireError::ApiError(Box::new(e)))
+        .map_err(api_error)?;
+    in_time_zone(plan, zone).map_err(api_error)
 }
 
 /// The zone a `SET TIME ZONE x` / `SET timezone = x` / `SET TimeZone TO x` sets, if the
@@ -122,7 +123,7 @@ impl QueryHook for SessionTimeZoneHook {
             let frame = context
                 .execute_logical_plan(plan)
                 .await
-                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                .map_err(api_error)?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
             let response = encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
             Ok(Response::Query(response))
