@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::errors::api_error;
 use async_trait::async_trait;
-use chronosdb_query::catalog_queries::rewrite_catalog_query;
+use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::logical_expr::LogicalPlan;
@@ -203,7 +203,9 @@ impl NoopStartupHandler for Startup {
 /// Parses and plans `sql` with the database's `datafusion-postgres` parser (its rewrites
 /// and hooks). A catalog query with scalar subqueries that DataFusion cannot plan as
 /// written (correlated and unaggregated, as SQLAlchemy writes them) is planned again after
-/// chronosdb's rewrite; statements that plan as written are never rewritten.
+/// chronosdb's rewrite; statements that plan as written are never rewritten. Catalog
+/// functions and columns DataFusion lacks (`generate_subscripts`, `pg_class.reloptions`)
+/// are replaced first.
 async fn parse_statement<C>(
     database: &Database,
     client: &C,
@@ -214,6 +216,8 @@ where
     C: ClientInfo + Unpin + Send + Sync,
 {
     let parser = database.service.query_parser();
+    let replaced = rewrite_catalog_functions(sql);
+    let sql = replaced.as_deref().unwrap_or(sql);
     let parsed = parser.parse_sql(client, sql, types).await?;
     let may_need_rewrite = sql.contains("pg_") && sql.to_ascii_lowercase().contains("(select");
     if may_need_rewrite

@@ -19,6 +19,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::QueryEngine;
+use crate::pg_catalog_overrides::PgCatalogOverrides;
 use crate::system::{SYSTEM_SCHEMA, SystemSchema};
 use crate::table::ChronosTable;
 
@@ -140,6 +141,11 @@ impl CatalogProvider for DatabaseCatalog {
         schema: Arc<dyn SchemaProvider>,
     ) -> Result<Option<Arc<dyn SchemaProvider>>> {
         if SYSTEM_SCHEMAS.contains(&name) {
+            let schema = if name == "pg_catalog" {
+                Arc::new(PgCatalogOverrides::new(schema))
+            } else {
+                schema
+            };
             return Ok(self.system_schemas.write().insert(name.to_string(), schema));
         }
         Err(DataFusionError::Plan(format!(

@@ -10,11 +10,19 @@
 //! never rewritten: there, more than one row must stay an error. A `CASE` whose only
 //! branch is such a subquery is folded into the subquery, which DataFusion can then
 //! decorrelate.
+//!
+//! Two more constructs of SQLAlchemy's key and index reflection are rewritten before
+//! planning (they never plan as written): `generate_subscripts(array, dim)`, a set-returning
+//! function DataFusion lacks, becomes `unnest(generate_series(1, array_length(array, dim)))`
+//! (the same subscripts; `unnest`s of one select list advance together, as in PostgreSQL),
+//! and `pg_class.reloptions`, a column chronosdb's `pg_class` lacks, becomes a NULL array
+//! (no table has storage options).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, SelectItem, SetExpr, Statement, visit_expressions_mut,
+    BinaryOperator, Expr, FunctionArg, FunctionArguments, Select, SelectItem, SetExpr, Statement,
+    VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -49,11 +57,7 @@ fn is_aggregate(expr: &Expr) -> bool {
 }
 
 fn wrapped_in_max(expr: &Expr) -> Option<Expr> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("max({expr})"))
-        .ok()?
-        .parse_expr()
-        .ok()
+    parse_expr(&format!("max({expr})"))
 }
 
 /// `CASE WHEN c THEN (SELECT max(x) FROM t WHERE p) [ELSE NULL] END` as
@@ -106,6 +110,95 @@ fn case_into_subquery(expr: &Expr) -> Option<Expr> {
     Some(Expr::Subquery(query))
 }
 
+/// `generate_subscripts(array, dim)` as `unnest(generate_series(1, array_length(array, dim)))`.
+fn subscripts_as_unnest(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    if name.rsplit('.').next() != Some("generate_subscripts") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(array), FunctionArg::Unnamed(dim)] = list.args.as_slice() else {
+        return None;
+    };
+    parse_expr(&format!(
+        "unnest(generate_series(1, array_length({array}, {dim})))"
+    ))
+}
+
+/// `pg_class.reloptions` (however qualified) as a NULL text array.
+fn is_reloptions(expr: &Expr) -> bool {
+    matches!(expr, Expr::CompoundIdentifier(parts)
+        if parts.len() >= 2
+            && parts[parts.len() - 1].value.eq_ignore_ascii_case("reloptions")
+            && parts[parts.len() - 2].value.eq_ignore_ascii_case("pg_class"))
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// Gives each selected `pg_class.reloptions` its column name as an alias, so that it
+/// keeps it once replaced.
+struct NameSelectedReloptions;
+
+impl VisitorMut for NameSelectedReloptions {
+    type Break = ();
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && is_reloptions(expr)
+                && let Expr::CompoundIdentifier(parts) = expr
+            {
+                let alias = parts[parts.len() - 1].clone();
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias,
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The statement with the catalog constructs DataFusion cannot plan replaced (see the
+/// module comment), or `None` if it has none.
+pub fn rewrite_catalog_functions(sql: &str) -> Option<String> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("generate_subscripts") && !lower.contains("reloptions") {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
+        return None;
+    }
+    let mut changed = false;
+    // A selected `reloptions` keeps its name: clients read the column by it.
+    let _ = statements.visit(&mut NameSelectedReloptions);
+    let _ = visit_expressions_mut(&mut statements, |expr| {
+        let replacement = if is_reloptions(expr) {
+            parse_expr("CAST(NULL AS TEXT[])")
+        } else {
+            subscripts_as_unnest(expr)
+        };
+        if let Some(replacement) = replacement {
+            *expr = replacement;
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed.then(|| statements[0].to_string())
+}
+
 /// The statement with one-row scalar subqueries aggregated, if `sql` reads `pg_catalog`
 /// and has any; `None` leaves `sql` as it is.
 pub fn rewrite_catalog_query(sql: &str) -> Option<String> {
@@ -155,7 +248,7 @@ pub fn rewrite_catalog_query(sql: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_catalog_query;
+    use super::{rewrite_catalog_functions, rewrite_catalog_query};
 
     #[test]
     fn catalog_subqueries_are_aggregated() {
@@ -177,5 +270,17 @@ mod tests {
         assert!(
             rewrite_catalog_query("SELECT (SELECT v FROM cpu WHERE cpu.h = m.h) FROM m").is_none()
         );
+    }
+
+    #[test]
+    fn set_returning_catalog_functions_are_rewritten() {
+        let sql = "SELECT unnest(i.indkey) AS attnum, generate_subscripts(i.indkey, 1) AS ord, pg_catalog.pg_class.reloptions FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ON true";
+        let rewritten = rewrite_catalog_functions(sql).expect("rewritten");
+        assert_eq!(
+            rewritten,
+            "SELECT unnest(i.indkey) AS attnum, unnest(generate_series(1, array_length(i.indkey, 1))) AS ord, CAST(NULL AS TEXT[]) AS reloptions FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ON true"
+        );
+        assert!(rewrite_catalog_functions("SELECT reloptions FROM t").is_none());
+        assert!(rewrite_catalog_functions("SELECT 1").is_none());
     }
 }

@@ -11,6 +11,7 @@ pub mod information_schema;
 pub mod insert;
 pub mod last_point;
 mod parquet_reader;
+pub mod pg_catalog_overrides;
 pub mod series_match;
 pub mod show;
 pub mod system;

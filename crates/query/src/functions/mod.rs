@@ -32,6 +32,7 @@ pub fn register(ctx: &SessionContext) {
         postgres::JsonBuildObject::default(),
     ));
     ctx.register_udf(postgres::pg_get_serial_sequence_udf());
+    ctx.register_udf(postgres::pg_get_indexdef_udf());
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(TimeBucketGapfill::new()));
     for fill in [Fill::Locf, Fill::Interpolate] {

@@ -128,6 +128,22 @@ pub fn pg_get_serial_sequence_udf() -> ScalarUDF {
     )
 }
 
+/// `pg_get_indexdef(index [, column, pretty])`: always NULL, chronosdb has no indexes
+/// (SQLAlchemy's index reflection selects it, over no rows).
+pub fn pg_get_indexdef_udf() -> ScalarUDF {
+    use datafusion::logical_expr::{Signature, SimpleScalarUDF, TypeSignature};
+    let signature = Signature::one_of(
+        vec![TypeSignature::Any(1), TypeSignature::Any(3)],
+        Volatility::Stable,
+    );
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        "pg_get_indexdef",
+        signature,
+        DataType::Utf8,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ))
+}
+
 /// The value `current_setting(name)` gives: the server's defaults (a session's own `SET`s
 /// are answered by `SHOW`).
 fn setting(name: &str) -> Option<String> {
@@ -154,6 +170,7 @@ fn setting(name: &str) -> Option<String> {
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0".into(),
         "application_name" => String::new(),
         "block_size" => "8192".into(),
+        "default_table_access_method" => "heap".into(),
         "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => {
             "C.UTF-8".into()
         }

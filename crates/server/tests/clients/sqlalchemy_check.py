@@ -1,9 +1,7 @@
 """SQLAlchemy (psycopg driver) against chronosdb: dialect start-up, listing tables,
-column reflection and a query built with the expression language. Usage:
+column reflection, whole-table reflection (`autoload_with`: keys, indexes, constraints,
+comment, options) and queries built with the expression language. Usage:
 sqlalchemy_check.py PORT DB.
-
-Not here yet: `Table(..., autoload_with=...)`, which also reflects keys and indexes with
-queries over `unnest` of catalog arrays that DataFusion refuses.
 """
 import sys
 
@@ -24,14 +22,16 @@ with engine.connect() as c:
         "station": "TEXT",
         "ok": "BOOLEAN",
     }, columns
-    weather = sa.Table(
-        "weather",
-        sa.MetaData(),
-        sa.Column("time", sa.DateTime),
-        sa.Column("city", sa.Text),
-        sa.Column("country", sa.Text),
-        sa.Column("temperature", sa.Float),
-    )
+    # chronosdb tables have no keys, indexes or constraints: reflected as empty.
+    assert inspector.get_pk_constraint("weather")["constrained_columns"] == []
+    assert inspector.get_indexes("weather") == []
+    assert inspector.get_unique_constraints("weather") == []
+    assert inspector.get_foreign_keys("weather") == []
+    assert inspector.get_check_constraints("weather") == []
+    weather = sa.Table("weather", sa.MetaData(), autoload_with=c)
+    assert [col.name for col in weather.columns] == list(columns), weather.columns
+    assert isinstance(weather.c.temperature.type, sa.Float), weather.c.temperature.type
+    assert list(weather.primary_key.columns) == [] and weather.indexes == set()
     q = (
         sa.select(weather.c.city, sa.func.max(weather.c.temperature).label("hottest"))
         .where(weather.c.country != "it")
