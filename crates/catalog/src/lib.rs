@@ -30,6 +30,8 @@ pub enum CatalogError {
     InvalidName { name: String, reason: String },
     #[error("database \"{0}\" does not exist")]
     DatabaseNotFound(String),
+    #[error("database \"{0}\" already exists")]
+    DatabaseExists(String),
     #[error("table \"{table}\" does not exist in database \"{database}\"")]
     TableNotFound { database: String, table: String },
     #[error("catalog file is unreadable: {0}")]
@@ -123,6 +125,10 @@ pub struct CatalogState {
     pub next_file_id: u64,
     /// Every WAL record up to and including this sequence number is in Parquet.
     pub persisted_wal_sequence: u64,
+    /// Dropped databases and the last WAL sequence written before each drop: replay skips
+    /// their older records. An entry is forgotten once the WAL is persisted past it.
+    #[serde(default)]
+    pub dropped_databases: BTreeMap<String, u64>,
 }
 
 /// A change to the catalog; the unit of replication.
@@ -130,6 +136,12 @@ pub struct CatalogState {
 pub enum CatalogOp {
     CreateDatabase {
         database: String,
+    },
+    /// Removes a database and its tables; WAL records up to `through_sequence` no longer
+    /// belong to it (a database created again under the name starts empty).
+    DropDatabase {
+        database: String,
+        through_sequence: u64,
     },
     /// Creates the table if needed and appends columns it does not have yet.
     AddColumns {
@@ -162,12 +174,30 @@ impl CatalogState {
         self.databases.get(database)?.tables.get(table)
     }
 
+    /// Whether the WAL record `sequence` of `database` was written before the database
+    /// was dropped (and so must not be replayed).
+    pub fn dropped_before(&self, database: &str, sequence: u64) -> bool {
+        self.dropped_databases
+            .get(database)
+            .is_some_and(|through| sequence <= *through)
+    }
+
     /// Applies one op in place. Fails without changing anything if the op conflicts.
     pub fn apply(&mut self, op: CatalogOp) -> Result<()> {
         match op {
             CatalogOp::CreateDatabase { database } => {
                 validate_name(&database)?;
                 self.databases.entry(database).or_default();
+            }
+            CatalogOp::DropDatabase {
+                database,
+                through_sequence,
+            } => {
+                if self.databases.remove(&database).is_none() {
+                    return Err(CatalogError::DatabaseNotFound(database));
+                }
+                let through = self.dropped_databases.entry(database).or_default();
+                *through = (*through).max(through_sequence);
             }
             CatalogOp::AddColumns {
                 database,
@@ -239,6 +269,9 @@ impl CatalogState {
             }
             CatalogOp::SetPersistedWalSequence { sequence } => {
                 self.persisted_wal_sequence = self.persisted_wal_sequence.max(sequence);
+                let persisted = self.persisted_wal_sequence;
+                self.dropped_databases
+                    .retain(|_, through| *through > persisted);
             }
         }
         Ok(())
@@ -378,6 +411,35 @@ mod tests {
                 )])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn dropped_databases_mask_older_wal_records() {
+        let catalog = Catalog::default();
+        catalog
+            .apply(vec![add("cpu", vec![Column::tag("host")])])
+            .expect("table");
+        catalog
+            .apply(vec![CatalogOp::DropDatabase {
+                database: "db".into(),
+                through_sequence: 10,
+            }])
+            .expect("drop");
+        let snap = catalog.snapshot();
+        assert!(snap.database("db").is_none());
+        assert!(snap.dropped_before("db", 10) && !snap.dropped_before("db", 11));
+        assert!(matches!(
+            catalog.apply(vec![CatalogOp::DropDatabase {
+                database: "db".into(),
+                through_sequence: 12,
+            }]),
+            Err(CatalogError::DatabaseNotFound(_))
+        ));
+        // Once the WAL is persisted past the drop, the mark is no longer needed.
+        catalog
+            .apply(vec![CatalogOp::SetPersistedWalSequence { sequence: 10 }])
+            .expect("persisted");
+        assert!(catalog.snapshot().dropped_databases.is_empty());
     }
 
     #[test]

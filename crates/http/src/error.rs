@@ -5,6 +5,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chronosdb_catalog::CatalogError;
 use chronosdb_storage::{LineError, StorageError};
 
 /// An error answer: a status and a JSON body.
@@ -76,13 +77,19 @@ impl ApiError {
 
     pub fn from_storage(e: StorageError) -> Self {
         match e {
+            StorageError::Catalog(e @ CatalogError::DatabaseNotFound(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "not found", e.to_string())
+            }
+            StorageError::Catalog(e @ CatalogError::DatabaseExists(_)) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             StorageError::Catalog(e) => Self::bad_request(e.to_string()),
             other => {
-                tracing::error!(error = %other, "write failed");
+                tracing::error!(error = %other, "request failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error",
-                    format!("the write was not stored: {other}"),
+                    format!("the request failed: {other}"),
                 )
             }
         }

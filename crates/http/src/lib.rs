@@ -1,5 +1,5 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (`/write`, `/api/v2/write`,
-//! `/api/v3/write_lp`), `/ping` and `/health`.
+//! `/api/v3/write_lp`), databases (`/api/v3/configure/database`), `/ping` and `/health`.
 //!
 //! This layer only speaks HTTP: it reads and inflates bodies within the size limit, maps
 //! each API's parameters onto one write call of the storage engine, and turns outcomes into
@@ -7,6 +7,7 @@
 //! JSON body that says why.
 
 mod body;
+mod databases;
 mod error;
 
 use std::sync::Arc;
@@ -44,6 +45,12 @@ pub fn router(engine: Arc<Engine>, config: HttpConfig) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/api/v3/write_lp", post(write_v3))
+        .route(
+            "/api/v3/configure/database",
+            get(databases::list)
+                .post(databases::create)
+                .delete(databases::drop),
+        )
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .fallback(not_found)
@@ -115,7 +122,7 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ApiError::bad_request(format!(
-            "missing query parameter \"{name}\": say which database to write to"
+            "missing query parameter \"{name}\": say which database"
         ))),
     }
 }
@@ -178,6 +185,6 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not found",
-        "no such endpoint; writes go to /write, /api/v2/write or /api/v3/write_lp",
+        "no such endpoint; writes go to /write, /api/v2/write or /api/v3/write_lp, databases are managed at /api/v3/configure/database",
     )
 }

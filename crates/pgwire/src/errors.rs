@@ -4,6 +4,7 @@
 //! found" on another), so every DataFusion error leaves as the code PostgreSQL would send
 //! for the same mistake, with DataFusion's message kept as the text.
 
+use chronosdb_query::{ErrorKind, QueryError};
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::api::{ClientInfo, ErrorHandler};
@@ -21,6 +22,16 @@ impl ErrorHandler for SqlStateErrors {
         };
         let (code, message) = if let Some(e) = inner.downcast_ref::<DataFusionError>() {
             (sqlstate(e), clean_message(e))
+        } else if let Some(e) = inner.downcast_ref::<QueryError>() {
+            let code = match (e, e.kind()) {
+                (QueryError::DataFusion(e), _) => sqlstate(e),
+                (_, ErrorKind::DatabaseNotFound) => "3D000",
+                (_, ErrorKind::DatabaseExists) => "42P04",
+                (_, ErrorKind::InvalidName) => "42602",
+                (_, ErrorKind::InUse) => "55006",
+                (_, ErrorKind::Other) => "XX000",
+            };
+            (code, e.to_string())
         } else if inner.downcast_ref::<ParserError>().is_some() {
             ("42601", inner.to_string())
         } else {

@@ -23,6 +23,7 @@ use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
 use chronosdb_query::copy::parse_copy;
+use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -37,13 +38,13 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::PortalExecutionState;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_query_response};
-use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, DEFAULT_NAME, ErrorHandler,
-    PgWireConnectionState, PgWireServerHandlers, Type,
+    METADATA_DATABASE, PgWireConnectionState, PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -286,6 +287,9 @@ impl SimpleQueryHandler for QueryRouter {
                 copy::start_copy(&self.sessions, client, command).await?,
             ]);
         }
+        if let Some(command) = parse_database_command(query) {
+            return Ok(vec![self.run_database_command(client, &command).await?]);
+        }
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
@@ -317,6 +321,25 @@ impl SimpleQueryHandler for QueryRouter {
 }
 
 impl QueryRouter {
+    /// `CREATE DATABASE` / `DROP DATABASE`: they need no session of their own, so a
+    /// client connected to a database that does not exist yet can create it.
+    async fn run_database_command<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        command: &DatabaseCommand,
+    ) -> PgWireResult<Response> {
+        let current = client.metadata().get(METADATA_DATABASE).cloned();
+        self.sessions
+            .query()
+            .run_database_command(command, current.as_deref())
+            .await
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        if let DatabaseCommand::Drop { name, .. } = command {
+            self.sessions.forget(name);
+        }
+        Ok(Response::Execution(Tag::new(command.tag())))
+    }
+
     /// Runs one statement of a simple Query message.
     async fn run_simple<C>(
         &self,
@@ -330,6 +353,9 @@ impl QueryRouter {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(command) = parse_database_command(sql) {
+            return Ok(vec![self.run_database_command(client, &command).await?]);
+        }
         if is_single_query(sql) {
             let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
@@ -370,6 +396,9 @@ impl ExtendedQueryHandler for QueryRouter {
         if let Some(command) = parse_copy(&portal.statement.statement.0) {
             let command = command.map_err(api_error)?;
             return copy::start_copy(&self.sessions, client, command).await;
+        }
+        if let Some(command) = parse_database_command(&portal.statement.statement.0) {
+            return self.run_database_command(client, &command).await;
         }
         let database = self.sessions.for_client(client)?;
         if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
@@ -486,7 +515,7 @@ impl QueryParser for RoutingParser {
         touch(client);
         // COPY is run by the router at Execute (DataFusion's parser knows only its own
         // COPY … TO 'file').
-        if parse_copy(sql).is_some() {
+        if parse_copy(sql).is_some() || parse_database_command(sql).is_some() {
             return Ok(Some((sql.to_string(), None)));
         }
         let database = self.sessions.for_client(client)?;

@@ -54,6 +54,12 @@ impl Sessions {
         &self.describer
     }
 
+    /// Forgets the session of a dropped database (a database created again under the
+    /// name gets a new one).
+    pub fn forget(&self, database: &str) {
+        self.databases.lock().remove(database);
+    }
+
     /// The session of the client's database, or 3D000 if it does not exist.
     pub fn for_client<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<Arc<Database>> {
         let database = client

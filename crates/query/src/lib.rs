@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod catalog_queries;
 pub mod column_names;
 pub mod copy;
+pub mod databases;
 pub mod functions;
 pub mod gapfill;
 pub mod information_schema;
@@ -41,10 +42,50 @@ pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> Dat
 /// Errors of the query layer.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("database \"{0}\" does not exist; write a point to it to create it")]
+    #[error(
+        "database \"{0}\" does not exist; create it with CREATE DATABASE or by writing a point to it"
+    )]
     DatabaseNotFound(String),
+    #[error(
+        "cannot drop the currently open database \"{0}\"; connect to another database to drop it"
+    )]
+    DropCurrentDatabase(String),
+    #[error(transparent)]
+    Storage(#[from] chronosdb_storage::StorageError),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+/// What kind of mistake a [`QueryError`] is, for front ends to map onto their own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    DatabaseNotFound,
+    DatabaseExists,
+    InvalidName,
+    /// The object is in use (the session's own database).
+    InUse,
+    Other,
+}
+
+impl QueryError {
+    pub fn kind(&self) -> ErrorKind {
+        use chronosdb_catalog::CatalogError;
+        use chronosdb_storage::StorageError;
+        match self {
+            QueryError::DatabaseNotFound(_)
+            | QueryError::Storage(StorageError::Catalog(CatalogError::DatabaseNotFound(_))) => {
+                ErrorKind::DatabaseNotFound
+            }
+            QueryError::Storage(StorageError::Catalog(CatalogError::DatabaseExists(_))) => {
+                ErrorKind::DatabaseExists
+            }
+            QueryError::Storage(StorageError::Catalog(CatalogError::InvalidName { .. })) => {
+                ErrorKind::InvalidName
+            }
+            QueryError::DropCurrentDatabase(_) => ErrorKind::InUse,
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 /// Builds DataFusion sessions over the storage engine.

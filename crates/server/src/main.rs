@@ -1,6 +1,7 @@
 //! The `chronosdb` binary: `serve` runs a node; `bench` loads the TSBS devops data set
 //! into a running server over HTTP and reports the ingest rate.
 
+mod admin;
 mod bench;
 mod bench_queries;
 mod config;
@@ -30,6 +31,8 @@ pub enum ServerError {
     Query(#[from] chronosdb_query::QueryError),
     #[error("{0}")]
     Bench(String),
+    #[error("{0}")]
+    Admin(String),
 }
 
 #[derive(Debug, Parser)]
@@ -51,6 +54,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Time the TSBS devops queries over the wire against chronosdb or InfluxDB 1.x.
     BenchQueries(bench_queries::QueryBenchArgs),
+    /// List, create or drop the databases of a running server.
+    Database(admin::DatabaseArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchQueries(args) => bench_queries::run(args).await,
+            Command::Database(args) => admin::database(args).await,
         }
     });
     match result {

@@ -129,6 +129,11 @@ impl Generation {
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
     }
+
+    fn remove_database(&mut self, database: &str) {
+        self.tables.retain(|(db, _), _| db != database);
+        self.bytes = self.tables.values().map(|t| t.bytes).sum();
+    }
 }
 
 /// The buffer: one active generation and the frozen ones being persisted.
@@ -183,6 +188,34 @@ impl WriteBuffer {
         self.next_generation_id += 1;
         self.persisting.push((id, generation.clone()));
         (id, generation)
+    }
+
+    /// Highest WAL sequence applied to the buffer.
+    pub fn max_sequence(&self) -> u64 {
+        self.persisting
+            .iter()
+            .map(|(_, g)| g.max_sequence)
+            .fold(self.active.max_sequence, u64::max)
+    }
+
+    /// Forgets every buffered row of `database` (it was dropped). A frozen generation
+    /// someone else still holds keeps its rows; the persister skips tables the catalog
+    /// no longer has.
+    pub fn remove_database(&mut self, database: &str) {
+        self.active.remove_database(database);
+        for (_, generation) in &mut self.persisting {
+            if let Some(generation) = Arc::get_mut(generation) {
+                generation.remove_database(database);
+            }
+        }
+    }
+
+    /// A frozen generation by id.
+    pub fn frozen(&self, id: u64) -> Option<Arc<Generation>> {
+        self.persisting
+            .iter()
+            .find(|(g, _)| *g == id)
+            .map(|(_, generation)| generation.clone())
     }
 
     /// Drops a frozen generation once its data is in the catalog's files.

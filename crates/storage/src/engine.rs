@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronosdb_catalog::{Catalog, CatalogOp, ParquetFile, TableSchema};
+use chronosdb_catalog::{Catalog, CatalogError, CatalogOp, ParquetFile, TableSchema};
 use chronosdb_line_protocol::{LineError, Precision};
 use datafusion::arrow::record_batch::RecordBatch;
 use object_store::path::Path as ObjectPath;
@@ -137,6 +137,7 @@ impl Engine {
         let mut buffer = WriteBuffer::default();
         let mut last_sequence = persisted;
         let mut replayed = 0usize;
+        let dropped = catalog.snapshot();
         for record in records {
             last_sequence = last_sequence.max(record.sequence);
             if record.sequence <= persisted {
@@ -148,6 +149,9 @@ impl Engine {
                     offset: 0,
                     reason: format!("record {}: {reason}", record.sequence),
                 })?;
+            if dropped.dropped_before(&payload.database, record.sequence) {
+                continue;
+            }
             let prepared = prepare_write(
                 &catalog,
                 &payload.database,
@@ -367,13 +371,7 @@ impl Engine {
     /// Persists everything buffered now (also used at shutdown and by tests).
     pub async fn persist(&self) -> Result<()> {
         let _guard = self.persist_lock.lock().await;
-        let (ack, done) = oneshot::channel();
-        self.wal_tx
-            .send(WalCommand::Rotate { ack })
-            .await
-            .map_err(|_| StorageError::WalClosed)?;
-        let (generation_id, last_sequence, generation) =
-            done.await.map_err(|_| StorageError::WalClosed)??;
+        let (generation_id, last_sequence, generation) = self.rotate().await?;
         let result = self
             .persist_generation(generation_id, last_sequence, &generation)
             .await;
@@ -381,6 +379,76 @@ impl Engine {
             tracing::error!(error = %e, "persisting the write buffer failed; the data stays in the WAL and buffer");
         }
         result
+    }
+
+    /// Closes the WAL segment and freezes the buffer: (generation id, last sequence in
+    /// it, the generation). The caller holds `persist_lock`.
+    async fn rotate(&self) -> Result<(u64, u64, Arc<Generation>)> {
+        let (ack, done) = oneshot::channel();
+        self.wal_tx
+            .send(WalCommand::Rotate { ack })
+            .await
+            .map_err(|_| StorageError::WalClosed)?;
+        done.await.map_err(|_| StorageError::WalClosed)?
+    }
+
+    /// Creates an empty database, durably.
+    pub async fn create_database(&self, database: &str) -> Result<()> {
+        if self.catalog.snapshot().database(database).is_some() {
+            return Err(CatalogError::DatabaseExists(database.to_string()).into());
+        }
+        self.apply_catalog_ops(vec![CatalogOp::CreateDatabase {
+            database: database.to_string(),
+        }])
+        .await
+    }
+
+    /// Drops a database: it disappears from queries at once, its buffered rows are
+    /// discarded (and never replayed from the WAL), and its Parquet files are deleted once
+    /// the catalog without it is saved. Returns the number of files deleted. Writes to the
+    /// name afterwards create a new, empty database.
+    pub async fn drop_database(&self, database: &str) -> Result<usize> {
+        let _guard = self.persist_lock.lock().await;
+        let Some(def) = self.catalog.snapshot().database(database).cloned() else {
+            return Err(CatalogError::DatabaseNotFound(database.to_string()).into());
+        };
+        let (generation_id, last_sequence, generation) = self.rotate().await?;
+        drop(generation);
+        let generation = {
+            // The WAL thread applies writes under this lock, so no write of the database
+            // lands between the drop mark and the removal of its rows.
+            let mut buffer = self.buffer.write();
+            let through_sequence = last_sequence.max(buffer.max_sequence());
+            self.catalog.apply(vec![CatalogOp::DropDatabase {
+                database: database.to_string(),
+                through_sequence,
+            }])?;
+            buffer.remove_database(database);
+            buffer.frozen(generation_id)
+        };
+        if let Some(generation) = generation {
+            // The other databases' rows: persisting them also saves the catalog.
+            self.persist_generation(generation_id, last_sequence, &generation)
+                .await?;
+        } else {
+            self.save_catalog().await?;
+        }
+        let mut deleted = 0;
+        for file in def.tables.values().flat_map(|t| t.files.iter()) {
+            match self
+                .config
+                .object_store
+                .delete(&ObjectPath::from(file.path.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %file.path, error = %e, "could not delete a file of a dropped database")
+                }
+            }
+        }
+        tracing::info!(database, files_deleted = deleted, "dropped database");
+        Ok(deleted)
     }
 
     async fn persist_generation(

@@ -5,6 +5,7 @@ mod clients;
 mod common;
 mod compat;
 mod crash;
+mod databases;
 mod ingest;
 mod query;
 mod sessions;

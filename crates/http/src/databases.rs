@@ -1,0 +1,83 @@
+//! `/api/v3/configure/database`: list (GET), create (POST `{"db": "name"}`) and drop
+//! (DELETE `?db=name`) databases, on the paths InfluxDB 3 uses for the same.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chronosdb_catalog::validate_name;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState, required};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DatabaseParams {
+    db: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    db: String,
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET`: every database with its number of tables.
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let catalog = state.engine.catalog().snapshot();
+    let databases: Vec<_> = catalog
+        .databases
+        .iter()
+        .map(|(name, def)| serde_json::json!({ "name": name, "tables": def.tables.len() }))
+        .collect();
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "databases": databases }),
+    )
+}
+
+/// `POST {"db": "name"}`: 201, or 409 if it exists.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"db\": \"name\"}}: {e}"
+        ))
+    })?;
+    validate_name(&request.db).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .engine
+        .create_database(&request.db)
+        .await
+        .map_err(ApiError::from_storage)?;
+    Ok(json(
+        StatusCode::CREATED,
+        serde_json::json!({ "db": request.db }),
+    ))
+}
+
+/// `DELETE ?db=name`: drops the database and deletes its files; 404 if it does not exist.
+pub(crate) async fn drop(
+    State(state): State<AppState>,
+    Query(params): Query<DatabaseParams>,
+) -> Result<Response, ApiError> {
+    let db = required(params.db, "db")?;
+    let files_deleted = state
+        .engine
+        .drop_database(&db)
+        .await
+        .map_err(ApiError::from_storage)?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "db": db, "files_deleted": files_deleted }),
+    ))
+}
