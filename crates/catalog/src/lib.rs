@@ -7,6 +7,7 @@
 //! a replica that applies the same ops in the same order reaches the same state.
 
 mod schema;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
