@@ -6,6 +6,7 @@
 //! the op log is the seam a Raft state machine replicates when the catalog is clustered:
 //! a replica that applies the same ops in the same order reaches the same state.
 
+pub mod auth;
 mod schema;
 pub mod tokens;
 

@@ -47,6 +47,16 @@ impl std::str::FromStr for Permission {
     }
 }
 
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::ReadWrite => "read_write",
+        }
+    }
+}
+
 /// Where a token reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -104,6 +114,46 @@ impl TokenRecord {
         }
     }
 
+    /// The identity of every request when authentication is off.
+    pub fn anonymous_admin() -> Self {
+        Self::without_secret("anonymous", TokenScope::Admin)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, scope: TokenScope) -> Self {
+        Self::without_secret(name, scope)
+    }
+
+    fn without_secret(name: &str, scope: TokenScope) -> Self {
+        Self {
+            name: name.to_string(),
+            scope,
+            created_at: 0,
+            expires_at: None,
+            sha256: String::new(),
+            scram_salt: String::new(),
+            scram_salted_password: String::new(),
+        }
+    }
+
+    /// What may be shown about the token: everything but its hashes.
+    pub fn describe(&self) -> serde_json::Value {
+        let (database, permission) = match &self.scope {
+            TokenScope::Admin => (None, "admin"),
+            TokenScope::Database {
+                database,
+                permission,
+            } => (Some(database.as_str()), permission.as_str()),
+        };
+        serde_json::json!({
+            "name": self.name,
+            "db": database,
+            "permission": permission,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        })
+    }
+
     pub fn is_admin(&self) -> bool {
         self.scope == TokenScope::Admin
     }
@@ -151,6 +201,32 @@ pub enum AuthFailure {
     Invalid,
     #[error("the token \"{0}\" has expired")]
     Expired(String),
+}
+
+/// The Unix time `lifetime` (`90s`, `30m`, `12h`, `30d`, `4w`) from now.
+pub fn expiry_after(lifetime: &str) -> Result<i64, TokenError> {
+    let lifetime = lifetime.trim();
+    let split = lifetime
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lifetime.len());
+    let (number, unit) = lifetime.split_at(split);
+    let invalid = || {
+        TokenError::Invalid(format!(
+            "invalid token lifetime {lifetime:?}: use e.g. 3600s, 90m, 12h, 30d or 4w"
+        ))
+    };
+    let n: i64 = number.parse().map_err(|_| invalid())?;
+    let unit_seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(unit_seconds)
+        .and_then(|s| s.checked_add(now()))
+        .ok_or_else(invalid)
 }
 
 /// SCRAM iteration count (PostgreSQL's default).
@@ -294,6 +370,18 @@ impl TokenStore {
             .tokens
             .remove(name)
             .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+        let at = now();
+        if record.is_admin()
+            && !file
+                .tokens
+                .values()
+                .any(|t| t.is_admin() && !t.is_expired(at))
+        {
+            file.tokens.insert(name.to_string(), record);
+            return Err(TokenError::Invalid(format!(
+                "\"{name}\" is the last admin token: create another admin token before revoking it"
+            )));
+        }
         if let Err(e) = self.save(&file) {
             file.tokens.insert(name.to_string(), record);
             return Err(e);
@@ -431,6 +519,7 @@ mod tests {
         assert!(store.authenticate(&admin.token).expect("admin").is_admin());
         assert_eq!(store.authenticate("cdb_nope"), Err(AuthFailure::Invalid));
         store.revoke("reader").expect("revoke");
+        assert!(matches!(store.revoke("admin"), Err(TokenError::Invalid(_))));
         assert_eq!(store.authenticate(&reader.token), Err(AuthFailure::Invalid));
         let expired = store
             .create("old", TokenScope::Admin, Some(now() - 1))

@@ -1,14 +1,16 @@
 //! `/api/v3/configure/database`: list (GET), create (POST `{"db": "name"}`) and drop
-//! (DELETE `?db=name`) databases, on the paths InfluxDB 3 uses for the same.
+//! (DELETE `?db=name`) databases, on the paths InfluxDB 3 uses for the same. Each needs an
+//! admin token; dropping a database also revokes its tokens.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chronosdb_catalog::tokens::Access;
 use chronosdb_catalog::validate_name;
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, required};
+use crate::{ApiError, AppState, Peer, auth, peer_ip, required};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct DatabaseParams {
@@ -20,7 +22,7 @@ struct CreateBody {
     db: String,
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -30,24 +32,32 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 /// `GET`: every database with its number of tables.
-pub(crate) async fn list(State(state): State<AppState>) -> Response {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
     let catalog = state.engine.catalog().snapshot();
     let databases: Vec<_> = catalog
         .databases
         .iter()
         .map(|(name, def)| serde_json::json!({ "name": name, "tables": def.tables.len() }))
         .collect();
-    json(
+    Ok(json(
         StatusCode::OK,
         serde_json::json!({ "databases": databases }),
-    )
+    ))
 }
 
 /// `POST {"db": "name"}`: 201, or 409 if it exists.
 pub(crate) async fn create(
     State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
     let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON like {{\"db\": \"name\"}}: {e}"
@@ -68,16 +78,27 @@ pub(crate) async fn create(
 /// `DELETE ?db=name`: drops the database and deletes its files; 404 if it does not exist.
 pub(crate) async fn drop(
     State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
     Query(params): Query<DatabaseParams>,
 ) -> Result<Response, ApiError> {
+    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
     let db = required(params.db, "db")?;
     let files_deleted = state
         .engine
         .drop_database(&db)
         .await
         .map_err(ApiError::from_storage)?;
+    let tokens_revoked = match state.auth.tokens() {
+        Some(tokens) => tokens.revoke_database(&db).map_err(ApiError::from_tokens)?,
+        None => Vec::new(),
+    };
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({ "db": db, "files_deleted": files_deleted }),
+        serde_json::json!({
+            "db": db,
+            "files_deleted": files_deleted,
+            "tokens_revoked": tokens_revoked,
+        }),
     ))
 }

@@ -6,6 +6,8 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chronosdb_catalog::CatalogError;
+use chronosdb_catalog::auth::AuthError;
+use chronosdb_catalog::tokens::TokenError;
 use chronosdb_storage::{LineError, StorageError};
 
 /// An error answer: a status and a JSON body.
@@ -72,6 +74,36 @@ impl ApiError {
                 "lines_written": written,
                 "errors": errors,
             }),
+        }
+    }
+
+    /// 401 for a missing or bad token, 403 for a valid one without the permission.
+    pub fn from_auth(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(failure) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "{failure}: send a token as 'Authorization: Token <token>' (or Bearer, or Basic with the token as password, or v1's p= parameter)"
+                ),
+            ),
+            AuthError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+        }
+    }
+
+    pub fn from_tokens(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid(_) => Self::bad_request(e.to_string()),
+            TokenError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            TokenError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not found", e.to_string()),
+            TokenError::File { .. } | TokenError::Random => {
+                tracing::error!(error = %e, "token store failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    e.to_string(),
+                )
+            }
         }
     }
 

@@ -1,23 +1,31 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (`/write`, `/api/v2/write`,
-//! `/api/v3/write_lp`), databases (`/api/v3/configure/database`), `/ping` and `/health`.
+//! `/api/v3/write_lp`), databases (`/api/v3/configure/database`), tokens
+//! (`/api/v3/configure/token`), `/ping` and `/health`.
 //!
 //! This layer only speaks HTTP: it reads and inflates bodies within the size limit, maps
 //! each API's parameters onto one write call of the storage engine, and turns outcomes into
 //! the status codes and JSON bodies InfluxDB clients expect. Everything it refuses gets a
-//! JSON body that says why.
+//! JSON body that says why. Every endpoint but `/ping` and `/health` checks the request's
+//! token first (see [`auth`]): writes need write permission on the database, database and
+//! token management an admin token.
 
+mod auth;
 mod body;
 mod databases;
 mod error;
+mod tokens;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chronosdb_catalog::auth::Authenticator;
+use chronosdb_catalog::tokens::Access;
 use chronosdb_storage::{Engine, Precision};
 use serde::Deserialize;
 
@@ -36,11 +44,13 @@ pub struct HttpConfig {
 #[derive(Clone)]
 struct AppState {
     engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
     config: HttpConfig,
 }
 
-/// The router of every endpoint.
-pub fn router(engine: Arc<Engine>, config: HttpConfig) -> Router {
+/// The router of every endpoint (serve it with connect info: the peer address is what
+/// failed authentications are counted against).
+pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, config: HttpConfig) -> Router {
     Router::new()
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
@@ -51,25 +61,48 @@ pub fn router(engine: Arc<Engine>, config: HttpConfig) -> Router {
                 .post(databases::create)
                 .delete(databases::drop),
         )
+        .route(
+            "/api/v3/configure/token",
+            get(tokens::list)
+                .post(tokens::create)
+                .delete(tokens::revoke),
+        )
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .fallback(not_found)
-        .with_state(AppState { engine, config })
+        .with_state(AppState {
+            engine,
+            auth,
+            config,
+        })
 }
 
 /// Serves the API on `listener` until the future is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
     config: HttpConfig,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine, config)).await
+    let app = router(engine, auth, config).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}
+
+/// The address of the request's peer.
+type Peer = ConnectInfo<SocketAddr>;
+
+fn peer_ip(peer: &Peer) -> IpAddr {
+    peer.0.ip()
 }
 
 #[derive(Debug, Deserialize)]
 struct V1Params {
     db: Option<String>,
     precision: Option<String>,
+    /// v1 credentials: the user is ignored, the password is the token.
+    #[allow(dead_code)]
+    u: Option<String>,
+    p: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,16 +120,28 @@ struct V3Params {
 
 async fn write_v1(
     State(state): State<AppState>,
+    peer: Peer,
     Query(params): Query<V1Params>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let db = required(params.db, "db")?;
+    let ip = peer_ip(&peer);
+    auth::authorize(
+        &state,
+        ip,
+        &headers,
+        params.p.as_deref(),
+        Some(&db),
+        Access::Write,
+    )
+    .await?;
     write(&state, &db, params.precision, true, &headers, body).await
 }
 
 async fn write_v2(
     State(state): State<AppState>,
+    peer: Peer,
     Query(params): Query<V2Params>,
     headers: HeaderMap,
     body: Body,
@@ -104,17 +149,36 @@ async fn write_v2(
     // A v2 bucket may carry a retention policy suffix ("db/rp"); the database is before it.
     let bucket = required(params.bucket, "bucket")?;
     let db = bucket.split('/').next().unwrap_or(&bucket).to_string();
+    auth::authorize(
+        &state,
+        peer_ip(&peer),
+        &headers,
+        None,
+        Some(&db),
+        Access::Write,
+    )
+    .await?;
     write(&state, &db, params.precision, true, &headers, body).await
 }
 
 async fn write_v3(
     State(state): State<AppState>,
+    peer: Peer,
     Query(params): Query<V3Params>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let db = required(params.db, "db")?;
     let partial = params.accept_partial.unwrap_or(true);
+    auth::authorize(
+        &state,
+        peer_ip(&peer),
+        &headers,
+        None,
+        Some(&db),
+        Access::Write,
+    )
+    .await?;
     write(&state, &db, params.precision, partial, &headers, body).await
 }
 
@@ -122,7 +186,7 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ApiError::bad_request(format!(
-            "missing query parameter \"{name}\": say which database"
+            "missing query parameter \"{name}\""
         ))),
     }
 }
@@ -185,6 +249,6 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not found",
-        "no such endpoint; writes go to /write, /api/v2/write or /api/v3/write_lp, databases are managed at /api/v3/configure/database",
+        "no such endpoint; writes go to /write, /api/v2/write or /api/v3/write_lp, databases are managed at /api/v3/configure/database and tokens at /api/v3/configure/token",
     )
 }

@@ -42,6 +42,7 @@ pub async fn start_copy<C: ClientInfo + ?Sized>(
             columns,
             format,
         } => {
+            crate::access::check(client, crate::access::Needs::WRITE)?;
             let name = client
                 .metadata()
                 .get(METADATA_DATABASE)
@@ -79,6 +80,7 @@ async fn copy_out<C: ClientInfo + ?Sized>(
         .create_logical_plan(query)
         .await
         .map_err(api_error)?;
+    crate::access::check_plan(client, &plan)?;
     let schema = plan.schema().as_arrow().clone();
     let batches = record_batches(client, context, &plan).await?;
     let header = format

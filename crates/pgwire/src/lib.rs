@@ -7,6 +7,8 @@
 //! database, chosen by the database name of the startup message, and the mapping of engine
 //! errors onto SQLSTATE codes a client can act on.
 
+mod access;
+mod auth;
 mod copy;
 mod errors;
 mod execute;
@@ -33,7 +35,6 @@ use datafusion_postgres::DfSessionService;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use futures::Sink;
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::PortalExecutionState;
 use pgwire::api::portal::{Format, Portal};
@@ -44,12 +45,15 @@ use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, DEFAULT_NAME, ErrorHandler,
-    METADATA_DATABASE, PgWireConnectionState, PgWireServerHandlers, Type,
+    METADATA_DATABASE, PgWireConnectionState, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+    Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
+use auth::{Startup, StartupShared};
+use chronosdb_catalog::auth::Authenticator;
 use session_control::{Activity, CancelRequests, Cancels, close_when_idle};
 use sessions::{Database, Sessions};
 
@@ -60,20 +64,24 @@ type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
 /// can reach, and the idle limit.
 pub struct PgFrontend {
     router: Arc<QueryRouter>,
-    connections: Arc<ConnectionManager>,
-    cancels: Arc<Cancels>,
+    startup: Arc<StartupShared>,
     idle_timeout: Option<Duration>,
 }
 
 impl PgFrontend {
-    pub fn new(query: QueryEngine) -> Self {
+    pub fn new(query: QueryEngine, auth: Arc<Authenticator>) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         Self {
             router: Arc::new(QueryRouter {
                 sessions: Arc::new(Sessions::new(query)),
+                auth: auth.clone(),
             }),
-            cancels: Arc::new(Cancels::new(connections.clone())),
-            connections,
+            startup: Arc::new(StartupShared {
+                auth,
+                cancels: Arc::new(Cancels::new(connections.clone())),
+                connections,
+                pids: RandomPidSecretKeyGenerator::default(),
+            }),
             idle_timeout: None,
         }
     }
@@ -112,11 +120,7 @@ pub async fn serve(listener: TcpListener, frontend: Arc<PgFrontend>) -> std::io:
             (None, _) => None,
         };
         let handlers = ConnectionHandlers {
-            startup: Arc::new(Startup {
-                connections: frontend.connections.clone(),
-                cancels: frontend.cancels.clone(),
-                activity,
-            }),
+            startup: Arc::new(Startup::new(frontend.startup.clone(), activity)),
             frontend: frontend.clone(),
         };
         tokio::spawn(async move {
@@ -165,39 +169,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        Arc::new(CancelRequests(self.frontend.cancels.clone()))
-    }
-}
-
-/// Accepts every startup for now (authentication is the job of the token layer),
-/// registers the connection so cancel requests can find it, and attaches its activity
-/// record.
-struct Startup {
-    connections: Arc<ConnectionManager>,
-    cancels: Arc<Cancels>,
-    activity: Arc<Activity>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
-    }
-
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: pgwire::messages::PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        self.cancels.register(client);
-        self.activity.touch();
-        client.session_extensions().insert(self.activity.clone());
-        Ok(())
+        Arc::new(CancelRequests(self.frontend.startup.cancels.clone()))
     }
 }
 
@@ -269,6 +241,7 @@ fn touch<C: ClientInfo + ?Sized>(client: &C) {
 /// Sends each statement to the session of the connection's database.
 struct QueryRouter {
     sessions: Arc<Sessions>,
+    auth: Arc<Authenticator>,
 }
 
 #[async_trait]
@@ -328,6 +301,7 @@ impl QueryRouter {
         client: &C,
         command: &DatabaseCommand,
     ) -> PgWireResult<Response> {
+        access::check(client, access::Needs::ADMIN)?;
         let current = client.metadata().get(METADATA_DATABASE).cloned();
         self.sessions
             .query()
@@ -336,6 +310,11 @@ impl QueryRouter {
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         if let DatabaseCommand::Drop { name, .. } = command {
             self.sessions.forget(name);
+            if let Some(tokens) = self.auth.tokens() {
+                tokens
+                    .revoke_database(name)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            }
         }
         Ok(Response::Execution(Tag::new(command.tag())))
     }
@@ -359,14 +338,39 @@ impl QueryRouter {
         if is_single_query(sql) {
             let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
+                access::check_plan(client, &plan)?;
                 let response =
                     execute::stream_plan(client, &database.context, plan, &Format::UnifiedText)
                         .await?;
                 return Ok(vec![Response::Query(response)]);
             }
         }
+        check_statement(database, client, sql).await?;
         SimpleQueryHandler::do_query(&database.service, client, sql).await
     }
+}
+
+/// Refuses a statement that datafusion-postgres will run unless the connection's token
+/// may: its plan is checked, and cursors count as reads.
+async fn check_statement<C>(database: &Database, client: &C, sql: &str) -> PgWireResult<()>
+where
+    C: ClientInfo + Unpin + Send + Sync,
+{
+    if access::is_admin(client) {
+        return Ok(());
+    }
+    if Parser::parse_sql(&PostgreSqlDialect {}, sql).is_ok_and(|statements| {
+        statements
+            .iter()
+            .any(|s| matches!(s, SqlStatement::Declare { .. } | SqlStatement::Fetch { .. }))
+    }) {
+        access::check(client, access::Needs::READ)?;
+    }
+    // A statement that does not plan here fails the same way when it is run.
+    if let Ok(Some((_, Some((_, plan))))) = parse_statement(database, client, sql, &[]).await {
+        access::check_plan(client, &plan)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -521,7 +525,19 @@ impl QueryParser for RoutingParser {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        parse_statement(&database, client, sql, types).await
+        let parsed = parse_statement(&database, client, sql, types).await?;
+        if !access::is_admin(client) {
+            match &parsed {
+                Some((_, Some((statement, plan)))) => {
+                    if matches!(statement, SqlStatement::Declare { .. }) {
+                        access::check(client, access::Needs::READ)?;
+                    }
+                    access::check_plan(client, plan)?;
+                }
+                _ => check_statement(&database, client, sql).await?,
+            }
+        }
+        Ok(parsed)
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

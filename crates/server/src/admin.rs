@@ -1,5 +1,6 @@
-//! `chronosdb database …`: manage a running server's databases over its HTTP API, so that
-//! scripts need neither SQL nor curl.
+//! `chronosdb database …` and `chronosdb token …`: manage a running server's databases and
+//! API tokens over its HTTP API, so that scripts need neither SQL nor curl. Both need an
+//! admin token (`--token` or `CHRONOSDB_TOKEN`) unless the server runs without auth.
 
 use clap::{Args, Subcommand};
 
@@ -15,8 +16,49 @@ pub struct DatabaseArgs {
         global = true
     )]
     url: String,
+    /// Admin token of the server.
+    #[arg(long, env = "CHRONOSDB_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     action: DatabaseAction,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// HTTP base URL of the server.
+    #[arg(
+        long,
+        env = "CHRONOSDB_URL",
+        default_value = "http://127.0.0.1:8086",
+        global = true
+    )]
+    url: String,
+    /// Admin token of the server.
+    #[arg(long, env = "CHRONOSDB_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// List the tokens (names, databases, permissions; never secrets).
+    List,
+    /// Create a token and print its secret, this once.
+    Create {
+        name: String,
+        /// The database the token is for; leave out with `--permission admin`.
+        #[arg(long)]
+        db: Option<String>,
+        /// read, write, read_write, or admin.
+        #[arg(long, default_value = "read")]
+        permission: String,
+        /// Lifetime, e.g. 12h, 30d, 4w (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Revoke a token: it is refused from now on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,28 +71,26 @@ enum DatabaseAction {
     Drop { name: String },
 }
 
-fn endpoint(url: &str) -> String {
-    format!("{}/api/v3/configure/database", url.trim_end_matches('/'))
+fn endpoint(url: &str, what: &str) -> String {
+    format!("{}/api/v3/configure/{what}", url.trim_end_matches('/'))
 }
 
-pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
-    let client = reqwest::Client::new();
-    let url = endpoint(&args.url);
-    let request = match &args.action {
-        DatabaseAction::List => client.get(&url),
-        DatabaseAction::Create { name } => client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "db": name }).to_string()),
-        DatabaseAction::Drop { name } => client.delete(&url).query(&[("db", name)]),
+/// Sends `request` with the token and returns the JSON answer, or the server's message.
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    token: Option<&str>,
+) -> Result<serde_json::Value, ServerError> {
+    let request = match token {
+        Some(token) => request.header("Authorization", format!("Token {token}")),
+        None => request,
     };
     let response = request
         .send()
         .await
-        .map_err(|e| ServerError::Admin(format!("cannot reach {}: {e}", args.url)))?;
+        .map_err(|e| ServerError::Admin(format!("cannot reach {url}: {e}")))?;
     let status = response.status();
-    let unreadable =
-        |e: String| ServerError::Admin(format!("unreadable answer from {}: {e}", args.url));
+    let unreadable = |e: String| ServerError::Admin(format!("unreadable answer from {url}: {e}"));
     let bytes = response
         .bytes()
         .await
@@ -59,8 +99,74 @@ pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
         serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
     if !status.is_success() {
         let message = body["message"].as_str().unwrap_or("no message").to_string();
-        return Err(ServerError::Admin(format!("{status}: {message}")));
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+            " (give the admin token with --token or CHRONOSDB_TOKEN)"
+        } else {
+            ""
+        };
+        return Err(ServerError::Admin(format!("{status}: {message}{hint}")));
     }
+    Ok(body)
+}
+
+pub async fn token(args: TokenArgs) -> Result<(), ServerError> {
+    let client = reqwest::Client::new();
+    let url = endpoint(&args.url, "token");
+    let request = match &args.action {
+        TokenAction::List => client.get(&url),
+        TokenAction::Create {
+            name,
+            db,
+            permission,
+            expires_in,
+        } => client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({
+                    "name": name,
+                    "db": db,
+                    "permission": permission,
+                    "expires_in": expires_in,
+                })
+                .to_string(),
+            ),
+        TokenAction::Revoke { name } => client.delete(&url).query(&[("name", name)]),
+    };
+    let body = send(request, &args.url, args.token.as_deref()).await?;
+    match &args.action {
+        TokenAction::List => {
+            for t in body["tokens"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\texpires_at={}",
+                    t["name"].as_str().unwrap_or_default(),
+                    t["db"].as_str().unwrap_or("*"),
+                    t["permission"].as_str().unwrap_or_default(),
+                    t["expires_at"]
+                );
+            }
+        }
+        TokenAction::Create { name, .. } => {
+            println!("{}", body["token"].as_str().unwrap_or_default());
+            eprintln!("created token {name}; its secret is shown only this once");
+        }
+        TokenAction::Revoke { name } => println!("revoked token {name}"),
+    }
+    Ok(())
+}
+
+pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
+    let client = reqwest::Client::new();
+    let url = endpoint(&args.url, "database");
+    let request = match &args.action {
+        DatabaseAction::List => client.get(&url),
+        DatabaseAction::Create { name } => client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "db": name }).to_string()),
+        DatabaseAction::Drop { name } => client.delete(&url).query(&[("db", name)]),
+    };
+    let body = send(request, &args.url, args.token.as_deref()).await?;
     match &args.action {
         DatabaseAction::List => {
             for db in body["databases"].as_array().into_iter().flatten() {

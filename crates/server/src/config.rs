@@ -59,6 +59,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_MAX_REQUEST_SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub max_request_size: usize,
 
+    /// Turn authentication off: every client may do everything, without a token. For
+    /// local development only; the server warns at start-up.
+    #[arg(long, env = "CHRONOSDB_WITHOUT_AUTH")]
+    pub without_auth: bool,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `chronosdb_storage=debug`).
     #[arg(long, env = "CHRONOSDB_LOG", default_value = "info")]
     pub log: String,

@@ -9,6 +9,8 @@ mod store;
 
 use std::sync::Arc;
 
+use chronosdb_catalog::auth::Authenticator;
+use chronosdb_catalog::tokens::TokenStore;
 use chronosdb_http::HttpConfig;
 use chronosdb_pgwire::PgFrontend;
 use chronosdb_query::QueryEngine;
@@ -56,6 +58,8 @@ enum Command {
     BenchQueries(bench_queries::QueryBenchArgs),
     /// List, create or drop the databases of a running server.
     Database(admin::DatabaseArgs),
+    /// List, create or revoke the API tokens of a running server.
+    Token(admin::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::BenchQueries(args) => bench_queries::run(args).await,
             Command::Database(args) => admin::database(args).await,
+            Command::Token(args) => admin::token(args).await,
         }
     });
     match result {
@@ -131,8 +136,11 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         addr: args.pg_bind,
         source,
     })?;
+    let auth = Arc::new(authenticator(&args)?);
     let query = QueryEngine::new(engine.clone(), args.query_memory)?;
-    let frontend = Arc::new(PgFrontend::new(query).with_idle_timeout(Some(args.pg_idle_timeout)));
+    let frontend = Arc::new(
+        PgFrontend::new(query, auth.clone()).with_idle_timeout(Some(args.pg_idle_timeout)),
+    );
     // Tests and scripts read this line to find the ports.
     println!(
         "chronosdb listening: http={http_addr} pg={pg_addr} data_dir={}",
@@ -143,7 +151,7 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         max_request_bytes: args.max_request_size,
     };
     tokio::select! {
-        r = chronosdb_http::serve(http, engine.clone(), http_config) => {
+        r = chronosdb_http::serve(http, engine.clone(), auth, http_config) => {
             r.map_err(|source| ServerError::Bind { addr: http_addr, source })?;
         }
         r = chronosdb_pgwire::serve(pg, frontend) => {
@@ -157,6 +165,31 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         }
     }
     Ok(())
+}
+
+/// The token checker: off with `--without-auth` (said loudly), else the tokens of
+/// `<data-dir>/tokens.json`, made with an admin token on first start. That token is
+/// printed once, here; only its hashes are kept.
+fn authenticator(args: &config::ServeArgs) -> Result<Authenticator, ServerError> {
+    if args.without_auth {
+        eprintln!(
+            "WARNING: authentication is OFF (--without-auth): anyone who can reach this server can read, write and drop every database. Use it for local development only."
+        );
+        tracing::warn!("authentication is off (--without-auth)");
+        return Ok(Authenticator::disabled());
+    }
+    let path = args.data_dir.join("tokens.json");
+    let (store, admin) = TokenStore::open(&path).map_err(|e| ServerError::Config(e.to_string()))?;
+    if let Some(admin) = admin {
+        // Tests and scripts read this line to find the token.
+        println!("chronosdb admin token: {}", admin.token);
+        eprintln!(
+            "A new admin token was created and is shown only this once; keep it safe.\n\
+             Use it as 'Authorization: Token <token>' over HTTP and as the password of user \"admin\" over pgwire\n\
+             (e.g. PGPASSWORD=<token> psql -h 127.0.0.1 -p 5433 -U admin mydb)."
+        );
+    }
+    Ok(Authenticator::new(store))
 }
 
 async fn shutdown_signal() {

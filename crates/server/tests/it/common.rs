@@ -10,6 +10,8 @@ pub struct TestServer {
     child: Child,
     pub http: String,
     pub pg_port: u16,
+    /// The admin token printed at a first start with authentication on.
+    pub admin_token: Option<String>,
 }
 
 impl TestServer {
@@ -18,8 +20,19 @@ impl TestServer {
         Self::start_env(data_dir, extra, &[])
     }
 
-    /// Starts a server with extra flags and environment variables.
+    /// Starts a server with extra flags and environment variables, authentication off.
     pub fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut flags = vec!["--without-auth"];
+        flags.extend_from_slice(extra);
+        Self::spawn(data_dir, &flags, env)
+    }
+
+    /// Starts a server with authentication on; `admin_token` is set on its first start.
+    pub fn start_secure(data_dir: &Path, extra: &[&str]) -> TestServer {
+        Self::spawn(data_dir, extra, &[])
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chronosdb"))
             .envs(env.iter().copied())
             .arg("serve")
@@ -33,10 +46,19 @@ impl TestServer {
             .spawn()
             .expect("start chronosdb");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
+        let mut admin_token = None;
+        loop {
+            line.clear();
+            stdout
+                .read_line(&mut line)
+                .expect("read the listening line");
+            match line.strip_prefix("chronosdb admin token: ") {
+                Some(token) => admin_token = Some(token.trim().to_string()),
+                None => break,
+            }
+        }
         assert!(
             line.starts_with("chronosdb listening:"),
             "server did not start: {line:?}"
@@ -53,6 +75,7 @@ impl TestServer {
             child,
             http: format!("http://{}", field("http")),
             pg_port,
+            admin_token,
         }
     }
 

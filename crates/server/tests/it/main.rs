@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `chronosdb` binary on ephemeral loopback ports
 //! and talks to it over HTTP and pgwire, as users and their clients do.
 
+mod auth;
 mod clients;
 mod common;
 mod compat;
