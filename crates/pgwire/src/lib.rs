@@ -17,6 +17,7 @@ mod savepoints;
 mod session_control;
 mod sessions;
 mod time_zone;
+mod token_commands;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,7 @@ use auth::{Startup, StartupShared};
 use chronosdb_catalog::auth::Authenticator;
 use session_control::{Activity, CancelRequests, Cancels, close_when_idle};
 use sessions::{Database, Sessions};
+use token_commands::{parse_token_command, run_token_command};
 
 /// The statement type of the extended protocol, as `datafusion-postgres` parses it.
 type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
@@ -263,6 +265,11 @@ impl SimpleQueryHandler for QueryRouter {
         if let Some(command) = parse_database_command(query) {
             return Ok(vec![self.run_database_command(client, &command).await?]);
         }
+        if let Some(command) = parse_token_command(query) {
+            return Ok(vec![
+                run_token_command(&self.auth, client, command?, &Format::UnifiedText).await?,
+            ]);
+        }
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
@@ -335,6 +342,11 @@ impl QueryRouter {
         if let Some(command) = parse_database_command(sql) {
             return Ok(vec![self.run_database_command(client, &command).await?]);
         }
+        if let Some(command) = parse_token_command(sql) {
+            return Ok(vec![
+                run_token_command(&self.auth, client, command?, &Format::UnifiedText).await?,
+            ]);
+        }
         if is_single_query(sql) {
             let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
@@ -403,6 +415,10 @@ impl ExtendedQueryHandler for QueryRouter {
         }
         if let Some(command) = parse_database_command(&portal.statement.statement.0) {
             return self.run_database_command(client, &command).await;
+        }
+        if let Some(command) = parse_token_command(&portal.statement.statement.0) {
+            return run_token_command(&self.auth, client, command?, &portal.result_column_format)
+                .await;
         }
         let database = self.sessions.for_client(client)?;
         if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
@@ -519,7 +535,10 @@ impl QueryParser for RoutingParser {
         touch(client);
         // COPY is run by the router at Execute (DataFusion's parser knows only its own
         // COPY … TO 'file').
-        if parse_copy(sql).is_some() || parse_database_command(sql).is_some() {
+        if parse_copy(sql).is_some()
+            || parse_database_command(sql).is_some()
+            || parse_token_command(sql).is_some()
+        {
             return Ok(Some((sql.to_string(), None)));
         }
         let database = self.sessions.for_client(client)?;
@@ -559,6 +578,11 @@ impl QueryParser for RoutingParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
+        if let (sql, None) = stmt
+            && let Some(Ok(command)) = parse_token_command(sql)
+        {
+            return token_commands::result_fields(&command, column_format);
+        }
         let fields = self
             .sessions
             .describer()

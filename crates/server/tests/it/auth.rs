@@ -367,3 +367,60 @@ async fn guessing_tokens_is_slowed_and_valid_clients_are_not() {
     // A wrong SCRAM password counts too and is refused.
     assert!(pg(&server, "a", "admin", Some("cdb_guess")).await.is_err());
 }
+
+#[tokio::test]
+async fn admins_manage_tokens_in_sql() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let admin_token = server.admin_token.clone().expect("admin token");
+    let admin = pg(&server, "m", "admin", Some(&admin_token))
+        .await
+        .expect("admin connects to any database name");
+    admin
+        .batch_execute("CREATE DATABASE m")
+        .await
+        .expect("create database");
+    let row = admin
+        .query_one(
+            "CREATE TOKEN grafana FOR DATABASE m READ EXPIRES IN '30d'",
+            &[],
+        )
+        .await
+        .expect("create token");
+    let secret: String = row.get("token");
+    assert!(secret.starts_with("cdb_"));
+    let reader = pg(&server, "m", "grafana", Some(&secret))
+        .await
+        .expect("the new token connects");
+    let e = reader
+        .simple_query("CREATE ADMIN TOKEN sneaky")
+        .await
+        .expect_err("a read token cannot make tokens");
+    assert_eq!(sqlstate(&e), "42501");
+    let listed = admin
+        .simple_query("SHOW TOKENS")
+        .await
+        .expect("show tokens");
+    let names: Vec<String> = listed
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get("name").map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["admin", "grafana"]);
+    // Over the extended protocol (binary results) too.
+    let rows = admin.query("SHOW TOKENS", &[]).await.expect("show tokens");
+    let expiry: Option<i64> = rows[1].get("expires_at");
+    assert!(expiry.is_some_and(|at| at > 1_700_000_000));
+    let e = admin
+        .simple_query("CREATE TOKEN x FOR DATABASE m EVERYTHING")
+        .await
+        .expect_err("bad syntax");
+    assert_eq!(sqlstate(&e), "42601");
+    admin
+        .simple_query("DROP TOKEN grafana")
+        .await
+        .expect("drop token");
+    assert!(pg(&server, "m", "grafana", Some(&secret)).await.is_err());
+}
