@@ -13,9 +13,10 @@ mod auth;
 mod body;
 mod databases;
 mod error;
+mod listener;
 mod tokens;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -28,6 +29,9 @@ use chronosdb_catalog::auth::Authenticator;
 use chronosdb_catalog::tokens::Access;
 use chronosdb_storage::{Engine, Precision};
 use serde::Deserialize;
+
+use listener::HttpListener;
+pub use listener::{ClientAddr, HttpTls};
 
 pub use error::ApiError;
 
@@ -77,22 +81,25 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, config: HttpConfig)
         })
 }
 
-/// Serves the API on `listener` until the future is dropped.
+/// Serves the API on `listener` (over TLS too when `tls` is given) until the future is
+/// dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<HttpTls>,
     engine: Arc<Engine>,
     auth: Arc<Authenticator>,
     config: HttpConfig,
 ) -> std::io::Result<()> {
-    let app = router(engine, auth, config).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = HttpListener::new(listener, tls)?;
+    let app = router(engine, auth, config).into_make_service_with_connect_info::<ClientAddr>();
     axum::serve(listener, app).await
 }
 
 /// The address of the request's peer.
-type Peer = ConnectInfo<SocketAddr>;
+type Peer = ConnectInfo<ClientAddr>;
 
 fn peer_ip(peer: &Peer) -> IpAddr {
-    peer.0.ip()
+    peer.0.0.ip()
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,14 +59,17 @@ pub struct Startup {
     shared: Arc<StartupShared>,
     activity: Arc<Activity>,
     login: Mutex<Login>,
+    /// Refuse the connection unless it is encrypted.
+    require_tls: bool,
 }
 
 impl Startup {
-    pub fn new(shared: Arc<StartupShared>, activity: Arc<Activity>) -> Self {
+    pub fn new(shared: Arc<StartupShared>, activity: Arc<Activity>, require_tls: bool) -> Self {
         Self {
             shared,
             activity,
             login: Mutex::new(Login::Started),
+            require_tls,
         }
     }
 
@@ -118,6 +121,16 @@ pub fn login_error(error: &AuthError) -> PgWireError {
     )))
 }
 
+/// The FATAL error of a plaintext connection to a server that requires TLS (the code
+/// PostgreSQL gives when no `pg_hba.conf` line allows a non-SSL connection).
+fn tls_required_error() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_string(),
+        "28000".to_string(),
+        "this server requires TLS: connect with sslmode=require (or verify-full)".to_string(),
+    )))
+}
+
 /// Whether `record` may connect to `database`: it must read or write there.
 fn may_connect(record: &TokenRecord, database: &str) -> Result<(), AuthError> {
     if record.allows(Some(database), Access::Read) || record.allows(Some(database), Access::Write) {
@@ -152,6 +165,9 @@ impl StartupHandler for Startup {
             (PgWireFrontendMessage::Startup(startup), Login::Started) => {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
+                if self.require_tls && !client.is_secure() {
+                    return Err(tls_required_error());
+                }
                 if !self.shared.auth.is_enabled() {
                     return self.accept(client, TokenRecord::anonymous_admin()).await;
                 }

@@ -52,6 +52,8 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 
 use auth::{Startup, StartupShared};
 use chronosdb_catalog::auth::Authenticator;
@@ -68,6 +70,8 @@ pub struct PgFrontend {
     router: Arc<QueryRouter>,
     startup: Arc<StartupShared>,
     idle_timeout: Option<Duration>,
+    tls: Option<TlsAcceptor>,
+    require_tls: bool,
 }
 
 impl PgFrontend {
@@ -85,7 +89,17 @@ impl PgFrontend {
                 pids: RandomPidSecretKeyGenerator::default(),
             }),
             idle_timeout: None,
+            tls: None,
+            require_tls: false,
         }
+    }
+
+    /// Offers TLS to clients that ask (`sslmode=prefer` and stricter, or a direct TLS
+    /// handshake); with `required`, clients that do not are refused at start-up.
+    pub fn with_tls(mut self, config: Arc<ServerConfig>, required: bool) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
+        self.require_tls = required;
+        self
     }
 
     /// Closes connections idle (no statement, no open result) for longer than `timeout`.
@@ -122,11 +136,16 @@ pub async fn serve(listener: TcpListener, frontend: Arc<PgFrontend>) -> std::io:
             (None, _) => None,
         };
         let handlers = ConnectionHandlers {
-            startup: Arc::new(Startup::new(frontend.startup.clone(), activity)),
+            startup: Arc::new(Startup::new(
+                frontend.startup.clone(),
+                activity,
+                frontend.require_tls,
+            )),
             frontend: frontend.clone(),
         };
+        let tls = frontend.tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
             }
             if let Some(watch) = idle_watch {

@@ -6,9 +6,11 @@ use clap::{Args, Subcommand};
 
 use crate::ServerError;
 
+/// Where the server is and how to prove being its admin; shared by both commands.
 #[derive(Debug, Args)]
-pub struct DatabaseArgs {
-    /// HTTP base URL of the server.
+pub struct ServerConnection {
+    /// HTTP base URL of the server (`https://…` when it runs with TLS; a private CA is
+    /// trusted through `SSL_CERT_FILE=ca.pem`).
     #[arg(
         long,
         env = "CHRONOSDB_URL",
@@ -19,23 +21,20 @@ pub struct DatabaseArgs {
     /// Admin token of the server.
     #[arg(long, env = "CHRONOSDB_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    #[command(flatten)]
+    server: ServerConnection,
     #[command(subcommand)]
     action: DatabaseAction,
 }
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// HTTP base URL of the server.
-    #[arg(
-        long,
-        env = "CHRONOSDB_URL",
-        default_value = "http://127.0.0.1:8086",
-        global = true
-    )]
-    url: String,
-    /// Admin token of the server.
-    #[arg(long, env = "CHRONOSDB_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    server: ServerConnection,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -71,47 +70,63 @@ enum DatabaseAction {
     Drop { name: String },
 }
 
-fn endpoint(url: &str, what: &str) -> String {
-    format!("{}/api/v3/configure/{what}", url.trim_end_matches('/'))
+impl ServerConnection {
+    fn endpoint(&self, what: &str) -> String {
+        format!("{}/api/v3/configure/{what}", self.url.trim_end_matches('/'))
+    }
+
+    /// Sends `request` with the token; the answer's JSON, or its error as a message.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, ServerError> {
+        let (url, token) = (&self.url, self.token.as_deref());
+        let request = match token {
+            Some(token) => request.header("Authorization", format!("Token {token}")),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ServerError::Admin(format!("cannot reach {url}: {}", error_chain(&e))))?;
+        let status = response.status();
+        let unreadable =
+            |e: String| ServerError::Admin(format!("unreadable answer from {url}: {e}"));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        if !status.is_success() {
+            let message = body["message"].as_str().unwrap_or("no message").to_string();
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+                " (give the admin token with --token or CHRONOSDB_TOKEN)"
+            } else {
+                ""
+            };
+            return Err(ServerError::Admin(format!("{status}: {message}{hint}")));
+        }
+        Ok(body)
+    }
 }
 
-/// Sends `request` with the token and returns the JSON answer, or the server's message.
-async fn send(
-    request: reqwest::RequestBuilder,
-    url: &str,
-    token: Option<&str>,
-) -> Result<serde_json::Value, ServerError> {
-    let request = match token {
-        Some(token) => request.header("Authorization", format!("Token {token}")),
-        None => request,
-    };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| ServerError::Admin(format!("cannot reach {url}: {e}")))?;
-    let status = response.status();
-    let unreadable = |e: String| ServerError::Admin(format!("unreadable answer from {url}: {e}"));
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| unreadable(e.to_string()))?;
-    let body: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
-    if !status.is_success() {
-        let message = body["message"].as_str().unwrap_or("no message").to_string();
-        let hint = if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
-            " (give the admin token with --token or CHRONOSDB_TOKEN)"
-        } else {
-            ""
-        };
-        return Err(ServerError::Admin(format!("{status}: {message}{hint}")));
+/// An error and its causes, `a: b: c` (reqwest's own message hides e.g. a certificate
+/// the client does not trust).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-    Ok(body)
+    text
 }
 
 pub async fn token(args: TokenArgs) -> Result<(), ServerError> {
     let client = reqwest::Client::new();
-    let url = endpoint(&args.url, "token");
+    let url = args.server.endpoint("token");
     let request = match &args.action {
         TokenAction::List => client.get(&url),
         TokenAction::Create {
@@ -133,7 +148,7 @@ pub async fn token(args: TokenArgs) -> Result<(), ServerError> {
             ),
         TokenAction::Revoke { name } => client.delete(&url).query(&[("name", name)]),
     };
-    let body = send(request, &args.url, args.token.as_deref()).await?;
+    let body = args.server.send(request).await?;
     match &args.action {
         TokenAction::List => {
             for t in body["tokens"].as_array().into_iter().flatten() {
@@ -157,7 +172,7 @@ pub async fn token(args: TokenArgs) -> Result<(), ServerError> {
 
 pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
     let client = reqwest::Client::new();
-    let url = endpoint(&args.url, "database");
+    let url = args.server.endpoint("database");
     let request = match &args.action {
         DatabaseAction::List => client.get(&url),
         DatabaseAction::Create { name } => client
@@ -166,7 +181,7 @@ pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
             .body(serde_json::json!({ "db": name }).to_string()),
         DatabaseAction::Drop { name } => client.delete(&url).query(&[("db", name)]),
     };
-    let body = send(request, &args.url, args.token.as_deref()).await?;
+    let body = args.server.send(request).await?;
     match &args.action {
         DatabaseAction::List => {
             for db in body["databases"].as_array().into_iter().flatten() {

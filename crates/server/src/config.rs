@@ -64,6 +64,21 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_WITHOUT_AUTH")]
     pub without_auth: bool,
 
+    /// PEM file with the server's TLS certificate chain (leaf first). With `--tls-key`,
+    /// both listeners offer TLS: pgwire to clients that ask (`sslmode=require`,
+    /// `verify-full`, ...), HTTP on the same port as plain HTTP (`https://`).
+    #[arg(long, env = "CHRONOSDB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHRONOSDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse unencrypted connections: plaintext pgwire start-ups get a FATAL error and
+    /// plain-HTTP requests a 400. Needs `--tls-cert` and `--tls-key`.
+    #[arg(long, env = "CHRONOSDB_REQUIRE_TLS", requires = "tls_cert")]
+    pub require_tls: bool,
+
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info` or `chronosdb_storage=debug`).
     #[arg(long, env = "CHRONOSDB_LOG", default_value = "info")]
     pub log: String,

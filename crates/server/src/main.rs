@@ -6,12 +6,13 @@ mod bench;
 mod bench_queries;
 mod config;
 mod store;
+mod tls;
 
 use std::sync::Arc;
 
 use chronosdb_catalog::auth::Authenticator;
 use chronosdb_catalog::tokens::TokenStore;
-use chronosdb_http::HttpConfig;
+use chronosdb_http::{HttpConfig, HttpTls};
 use chronosdb_pgwire::PgFrontend;
 use chronosdb_query::QueryEngine;
 use chronosdb_storage::{Engine, EngineConfig};
@@ -64,6 +65,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The HTTP client of the admin commands (reqwest) finds its TLS crypto here; rustls is
+    // built with aws-lc-rs only, so this cannot conflict with another provider.
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,6 +105,11 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Bad certificate files stop the server before anything is created or opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+        _ => None,
+    };
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         ServerError::Config(format!(
             "cannot create data directory {}: {e}",
@@ -138,20 +147,33 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
     })?;
     let auth = Arc::new(authenticator(&args)?);
     let query = QueryEngine::new(engine.clone(), args.query_memory)?;
-    let frontend = Arc::new(
-        PgFrontend::new(query, auth.clone()).with_idle_timeout(Some(args.pg_idle_timeout)),
-    );
+    let mut frontend =
+        PgFrontend::new(query, auth.clone()).with_idle_timeout(Some(args.pg_idle_timeout));
+    let mut http_tls = None;
+    if let Some(tls) = tls {
+        frontend = frontend.with_tls(tls.pgwire, args.require_tls);
+        http_tls = Some(HttpTls {
+            config: tls.http,
+            required: args.require_tls,
+        });
+    }
+    let frontend = Arc::new(frontend);
     // Tests and scripts read this line to find the ports.
     println!(
-        "chronosdb listening: http={http_addr} pg={pg_addr} data_dir={}",
-        args.data_dir.display()
+        "chronosdb listening: http={http_addr} pg={pg_addr} data_dir={} tls={}",
+        args.data_dir.display(),
+        match (&http_tls, args.require_tls) {
+            (None, _) => "off",
+            (Some(_), false) => "on",
+            (Some(_), true) => "required",
+        }
     );
     tracing::info!(%http_addr, %pg_addr, "chronosdb is ready");
     let http_config = HttpConfig {
         max_request_bytes: args.max_request_size,
     };
     tokio::select! {
-        r = chronosdb_http::serve(http, engine.clone(), auth, http_config) => {
+        r = chronosdb_http::serve(http, http_tls, engine.clone(), auth, http_config) => {
             r.map_err(|source| ServerError::Bind { addr: http_addr, source })?;
         }
         r = chronosdb_pgwire::serve(pg, frontend) => {

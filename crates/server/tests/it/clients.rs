@@ -14,7 +14,7 @@ fn clients_dir() -> PathBuf {
 }
 
 /// Whether `program args…` runs; when it does not and clients are required, panics.
-fn available(what: &str, program: &str, args: &[&str]) -> bool {
+pub(crate) fn available(what: &str, program: &str, args: &[&str]) -> bool {
     let ok = Command::new(program)
         .args(args)
         .output()

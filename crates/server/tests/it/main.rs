@@ -12,3 +12,4 @@ mod query;
 mod sessions;
 mod slt;
 mod sql_write;
+mod tls;
