@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use chronosdb_catalog::auth::{AuthError, Authenticator};
 use chronosdb_catalog::tokens::{Access, TokenRecord};
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Peer, peer_ip};
 
 /// The token a request presents, if any.
 pub(crate) fn presented_token(headers: &HeaderMap, password_param: Option<&str>) -> Option<String> {
@@ -56,6 +56,15 @@ pub(crate) async fn authorize(
         .map_err(|e| ApiError::from_auth(AuthError::Unauthenticated(e)))?;
     Authenticator::authorize(&record, database, access).map_err(ApiError::from_auth)?;
     Ok(record)
+}
+
+/// Checks that the request carries an admin token (database and token management).
+pub(crate) async fn require_admin(
+    state: &AppState,
+    peer: &Peer,
+    headers: &HeaderMap,
+) -> Result<TokenRecord, ApiError> {
+    authorize(state, peer_ip(peer), headers, None, None, Access::Admin).await
 }
 
 #[cfg(test)]

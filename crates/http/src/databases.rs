@@ -6,11 +6,10 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chronosdb_catalog::tokens::Access;
 use chronosdb_catalog::validate_name;
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, Peer, auth, peer_ip, required};
+use crate::{ApiError, AppState, Peer, auth, required};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct DatabaseParams {
@@ -37,7 +36,7 @@ pub(crate) async fn list(
     peer: Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let catalog = state.engine.catalog().snapshot();
     let databases: Vec<_> = catalog
         .databases
@@ -57,7 +56,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON like {{\"db\": \"name\"}}: {e}"
@@ -82,7 +81,7 @@ pub(crate) async fn drop(
     headers: HeaderMap,
     Query(params): Query<DatabaseParams>,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let db = required(params.db, "db")?;
     let files_deleted = state
         .engine

@@ -6,11 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chronosdb_catalog::tokens::{Access, Permission, TokenScope, TokenStore, expiry_after};
+use chronosdb_catalog::tokens::{Permission, TokenScope, TokenStore, expiry_after};
 use serde::Deserialize;
 
 use crate::databases::json;
-use crate::{ApiError, AppState, Peer, auth, peer_ip, required};
+use crate::{ApiError, AppState, Peer, auth, required};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenParams {
@@ -47,7 +47,7 @@ pub(crate) async fn list(
     peer: Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let tokens: Vec<_> = store(&state)?.list().iter().map(|t| t.describe()).collect();
     Ok(json(
         StatusCode::OK,
@@ -62,7 +62,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON like {{\"name\": \"grafana\", \"db\": \"metrics\", \"permission\": \"read\", \"expires_in\": \"30d\"}}: {e}"
@@ -111,7 +111,7 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     Query(params): Query<TokenParams>,
 ) -> Result<Response, ApiError> {
-    auth::authorize(&state, peer_ip(&peer), &headers, None, None, Access::Admin).await?;
+    auth::require_admin(&state, &peer, &headers).await?;
     let name = required(params.name, "name")?;
     let record = store(&state)?
         .revoke(&name)
