@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use crate::errors::api_error;
 use chronosdb_query::column_names::postgres_column_names;
+use chronosdb_query::scan_size;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
@@ -57,11 +59,16 @@ pub async fn record_batches<C: ClientInfo + ?Sized>(
     plan: &LogicalPlan,
 ) -> PgWireResult<impl futures::Stream<Item = PgWireResult<RecordBatch>> + Send + 'static> {
     let deadline = deadline(client);
-    let state = context.state();
+    let mut state = context.state();
+    if scan_size::is_small(plan) {
+        // A short window: one partition plans and runs faster than two (see scan_size).
+        state.config_mut().options_mut().execution.target_partitions = 1;
+    }
     let physical = within_deadline(deadline, state.create_physical_plan(plan))
         .await?
         .map_err(api_error)?;
-    let batches = execute_stream(physical, context.task_ctx()).map_err(api_error)?;
+    let batches =
+        execute_stream(physical, Arc::new(TaskContext::from(&state))).map_err(api_error)?;
     Ok(interruptible(client, batches, deadline))
 }
 

@@ -13,6 +13,7 @@ pub mod insert;
 pub mod last_point;
 mod parquet_reader;
 pub mod pg_catalog_overrides;
+pub mod scan_size;
 pub mod series_match;
 pub mod show;
 pub mod system;

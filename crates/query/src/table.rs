@@ -16,6 +16,7 @@ use chronosdb_storage::persist::sort_and_merge;
 
 use crate::insert::InsertSink;
 use crate::parquet_reader::PageIndexCachingReaderFactory;
+use crate::scan_size::overlap_fraction;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
@@ -50,6 +51,30 @@ pub struct ChronosTable {
 }
 
 impl ChronosTable {
+    /// The rows a scan with `filters` reads at most: each overlapping file's row count
+    /// scaled by the part of its time range the filters keep, plus the buffered rows.
+    /// `None` if the table cannot be read.
+    pub fn estimated_rows(&self, filters: &[Expr]) -> Option<u64> {
+        let snapshot = self
+            .engine
+            .table_snapshot(&self.database, &self.name)
+            .ok()?;
+        let Some(snapshot) = snapshot else {
+            return Some(0);
+        };
+        let bounds = TimeBounds::from_filters(filters);
+        let files: f64 = snapshot
+            .files
+            .iter()
+            .map(|f| {
+                f.row_count as f64
+                    * overlap_fraction(f.min_time, f.max_time, bounds.min, bounds.max)
+            })
+            .sum();
+        let buffered: usize = snapshot.buffered.iter().map(RecordBatch::num_rows).sum();
+        Some(files.ceil() as u64 + buffered as u64)
+    }
+
     pub fn new(engine: Arc<Engine>, database: &str, name: &str, schema: &TableSchema) -> Self {
         Self {
             engine,
@@ -158,6 +183,15 @@ impl TableProvider for ChronosTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Inexact pushdown leaves the filter above the scan, and a second optimizer pass
+        // pushes it again: the same conjuncts can arrive twice. Pruning them twice costs.
+        let mut unique: Vec<Expr> = Vec::with_capacity(filters.len());
+        for filter in filters {
+            if !unique.contains(filter) {
+                unique.push(filter.clone());
+            }
+        }
+        let filters = unique.as_slice();
         let snapshot = self
             .engine
             .table_snapshot(&self.database, &self.name)
