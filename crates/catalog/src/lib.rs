@@ -36,6 +36,10 @@ pub enum CatalogError {
     DatabaseExists(String),
     #[error("table \"{table}\" does not exist in database \"{database}\"")]
     TableNotFound { database: String, table: String },
+    #[error("a retention period must be longer than zero")]
+    InvalidRetention,
+    #[error("invalid retention period {0:?}: use e.g. 30d, 12h, 4w, or none")]
+    InvalidRetentionText(String),
     #[error("catalog file is unreadable: {0}")]
     Corrupt(String),
 }
@@ -71,6 +75,18 @@ pub struct DatabaseDef {
     /// `host=a,region=eu` ("" for the table itself).
     #[serde(default, with = "metadata_entries")]
     pub metadata: BTreeMap<MetadataKey, String>,
+    /// How long points are kept, in nanoseconds (`None`: forever). Older points disappear
+    /// from queries at once and their files are deleted by whole partitions.
+    #[serde(default)]
+    pub retention_nanos: Option<i64>,
+}
+
+impl DatabaseDef {
+    /// The oldest time still kept at `now` (nanoseconds), if the database has a retention
+    /// period.
+    pub fn retention_cutoff(&self, now: i64) -> Option<i64> {
+        self.retention_nanos.map(|r| now.saturating_sub(r))
+    }
 }
 
 /// What a metadata value is attached to, and its name.
@@ -164,6 +180,18 @@ pub enum CatalogOp {
     },
     SetPersistedWalSequence {
         sequence: u64,
+    },
+    /// Sets (`Some`, nanoseconds) or removes (`None`) a database's retention period.
+    SetRetention {
+        database: String,
+        retention_nanos: Option<i64>,
+    },
+    /// Removes files from a table (their data is gone: expired, or rewritten elsewhere).
+    /// Ids the table no longer has are ignored, so the op can be applied twice.
+    RemoveFiles {
+        database: String,
+        table: String,
+        file_ids: Vec<u64>,
     },
 }
 
@@ -269,6 +297,33 @@ impl CatalogState {
                     }
                 }
             }
+            CatalogOp::SetRetention {
+                database,
+                retention_nanos,
+            } => {
+                if retention_nanos.is_some_and(|r| r <= 0) {
+                    return Err(CatalogError::InvalidRetention);
+                }
+                let db = self
+                    .databases
+                    .get_mut(&database)
+                    .ok_or(CatalogError::DatabaseNotFound(database))?;
+                Arc::make_mut(db).retention_nanos = retention_nanos;
+            }
+            CatalogOp::RemoveFiles {
+                database,
+                table,
+                file_ids,
+            } => {
+                let Some(db) = self.databases.get_mut(&database) else {
+                    return Ok(());
+                };
+                if let Some(def) = Arc::make_mut(db).tables.get_mut(&table) {
+                    Arc::make_mut(def)
+                        .files
+                        .retain(|f| !file_ids.contains(&f.id));
+                }
+            }
             CatalogOp::SetPersistedWalSequence { sequence } => {
                 self.persisted_wal_sequence = self.persisted_wal_sequence.max(sequence);
                 let persisted = self.persisted_wal_sequence;
@@ -278,6 +333,54 @@ impl CatalogState {
         }
         Ok(())
     }
+}
+
+/// Seconds in a period written `90s`, `30m`, `12h`, `30d` or `4w` (token lifetimes,
+/// retention periods); `None` if it is not one.
+pub fn parse_period_seconds(period: &str) -> Option<i64> {
+    let period = period.trim();
+    let split = period
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(period.len());
+    let (number, unit) = period.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    let unit_seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit_seconds)
+}
+
+/// A retention period (`30d`, `12h`, `4w`, …; `none` or `infinite` for none) in
+/// nanoseconds.
+pub fn parse_retention(period: &str) -> Result<Option<i64>> {
+    let trimmed = period.trim();
+    if ["none", "infinite", "inf", "0"]
+        .iter()
+        .any(|w| trimmed.eq_ignore_ascii_case(w))
+    {
+        return Ok(None);
+    }
+    parse_period_seconds(trimmed)
+        .filter(|s| *s > 0)
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .map(Some)
+        .ok_or_else(|| CatalogError::InvalidRetentionText(trimmed.chars().take(64).collect()))
+}
+
+/// A retention period as users write it: `30d`, `12h`, `90s`, … (the largest whole unit).
+pub fn format_retention(nanos: i64) -> String {
+    let seconds = nanos / 1_000_000_000;
+    for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds >= size && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 /// Names must be non-empty, printable and of a sane length.
@@ -468,5 +571,40 @@ mod tests {
         let back = Catalog::from_json(&catalog.to_json()).expect("parse");
         assert_eq!(*back.snapshot(), *catalog.snapshot());
         assert_eq!(back.snapshot().next_file_id, 8);
+    }
+
+    #[test]
+    fn retention_periods() {
+        assert_eq!(
+            parse_retention("30d"),
+            Ok(Some(30 * 86_400 * 1_000_000_000))
+        );
+        assert_eq!(parse_retention(" none "), Ok(None));
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("soon").is_err());
+        assert_eq!(format_retention(30 * 86_400 * 1_000_000_000), "30d");
+        assert_eq!(format_retention(14 * 86_400 * 1_000_000_000), "2w");
+        assert_eq!(format_retention(90 * 1_000_000_000), "90s");
+        let mut state = CatalogState::default();
+        state
+            .apply(CatalogOp::CreateDatabase {
+                database: "db".into(),
+            })
+            .expect("create");
+        state
+            .apply(CatalogOp::SetRetention {
+                database: "db".into(),
+                retention_nanos: Some(10),
+            })
+            .expect("retention");
+        assert_eq!(state.databases["db"].retention_cutoff(100), Some(90));
+        assert!(
+            state
+                .apply(CatalogOp::SetRetention {
+                    database: "nope".into(),
+                    retention_nanos: None,
+                })
+                .is_err()
+        );
     }
 }

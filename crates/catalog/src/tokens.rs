@@ -205,26 +205,13 @@ pub enum AuthFailure {
 
 /// The Unix time `lifetime` (`90s`, `30m`, `12h`, `30d`, `4w`) from now.
 pub fn expiry_after(lifetime: &str) -> Result<i64, TokenError> {
-    let lifetime = lifetime.trim();
-    let split = lifetime
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lifetime.len());
-    let (number, unit) = lifetime.split_at(split);
     let invalid = || {
         TokenError::Invalid(format!(
-            "invalid token lifetime {lifetime:?}: use e.g. 3600s, 90m, 12h, 30d or 4w"
+            "invalid token lifetime {:?}: use e.g. 3600s, 90m, 12h, 30d or 4w",
+            lifetime.trim()
         ))
     };
-    let n: i64 = number.parse().map_err(|_| invalid())?;
-    let unit_seconds = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(invalid()),
-    };
-    n.checked_mul(unit_seconds)
+    crate::parse_period_seconds(lifetime)
         .and_then(|s| s.checked_add(now()))
         .ok_or_else(invalid)
 }

@@ -1,12 +1,14 @@
-//! `/api/v3/configure/database`: list (GET), create (POST `{"db": "name"}`) and drop
-//! (DELETE `?db=name`) databases, on the paths InfluxDB 3 uses for the same. Each needs an
-//! admin token; dropping a database also revokes its tokens.
+//! `/api/v3/configure/database`: list (GET), create (POST `{"db": "name",
+//! "retention_period": "30d"}`), change the retention period (PUT `{"db": "name",
+//! "retention_period": "7d" | null}`) and drop (DELETE `?db=name`) databases, on the paths
+//! InfluxDB 3 uses for the same. Each needs an admin token; dropping a database also
+//! revokes its tokens.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chronosdb_catalog::validate_name;
+use chronosdb_catalog::{format_retention, parse_retention, validate_name};
 use serde::Deserialize;
 
 use crate::{ApiError, AppState, Peer, auth, required};
@@ -17,8 +19,29 @@ pub(crate) struct DatabaseParams {
 }
 
 #[derive(Debug, Deserialize)]
-struct CreateBody {
+struct DatabaseBody {
     db: String,
+    /// `30d`, `12h`, `4w`…; absent, `null` or `"none"` for no retention.
+    #[serde(default)]
+    retention_period: Option<String>,
+}
+
+impl DatabaseBody {
+    fn parse(body: &[u8]) -> Result<(Self, Option<i64>), ApiError> {
+        let request: DatabaseBody = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be JSON like {{\"db\": \"name\", \"retention_period\": \"30d\"}}: {e}"
+            ))
+        })?;
+        validate_name(&request.db).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let retention = match &request.retention_period {
+            Some(period) => {
+                parse_retention(period).map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            None => None,
+        };
+        Ok((request, retention))
+    }
 }
 
 pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
@@ -41,7 +64,13 @@ pub(crate) async fn list(
     let databases: Vec<_> = catalog
         .databases
         .iter()
-        .map(|(name, def)| serde_json::json!({ "name": name, "tables": def.tables.len() }))
+        .map(|(name, def)| {
+            serde_json::json!({
+                "name": name,
+                "tables": def.tables.len(),
+                "retention_period": def.retention_nanos.map(format_retention),
+            })
+        })
         .collect();
     Ok(json(
         StatusCode::OK,
@@ -49,7 +78,7 @@ pub(crate) async fn list(
     ))
 }
 
-/// `POST {"db": "name"}`: 201, or 409 if it exists.
+/// `POST {"db": "name", "retention_period": "30d"}`: 201, or 409 if it exists.
 pub(crate) async fn create(
     State(state): State<AppState>,
     peer: Peer,
@@ -57,20 +86,42 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     auth::require_admin(&state, &peer, &headers).await?;
-    let request: CreateBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be JSON like {{\"db\": \"name\"}}: {e}"
-        ))
-    })?;
-    validate_name(&request.db).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (request, retention) = DatabaseBody::parse(&body)?;
     state
         .engine
-        .create_database(&request.db)
+        .create_database(&request.db, retention)
         .await
         .map_err(ApiError::from_storage)?;
     Ok(json(
         StatusCode::CREATED,
-        serde_json::json!({ "db": request.db }),
+        serde_json::json!({
+            "db": request.db,
+            "retention_period": retention.map(format_retention),
+        }),
+    ))
+}
+
+/// `PUT {"db": "name", "retention_period": "7d"}` (or `null`/`"none"`): sets the retention
+/// period; 404 if the database does not exist.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    auth::require_admin(&state, &peer, &headers).await?;
+    let (request, retention) = DatabaseBody::parse(&body)?;
+    state
+        .engine
+        .set_retention(&request.db, retention)
+        .await
+        .map_err(ApiError::from_storage)?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({
+            "db": request.db,
+            "retention_period": retention.map(format_retention),
+        }),
     ))
 }
 

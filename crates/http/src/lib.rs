@@ -63,6 +63,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, config: HttpConfig)
             "/api/v3/configure/database",
             get(databases::list)
                 .post(databases::create)
+                .put(databases::update)
                 .delete(databases::drop),
         )
         .route(

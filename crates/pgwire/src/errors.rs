@@ -28,6 +28,7 @@ impl ErrorHandler for SqlStateErrors {
                 (_, ErrorKind::DatabaseNotFound) => "3D000",
                 (_, ErrorKind::DatabaseExists) => "42P04",
                 (_, ErrorKind::InvalidName) => "42602",
+                (_, ErrorKind::InvalidValue) => "22023",
                 (_, ErrorKind::InUse) => "55006",
                 (_, ErrorKind::Other) => "XX000",
             };

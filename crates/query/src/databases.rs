@@ -1,22 +1,39 @@
-//! `CREATE DATABASE` and `DROP DATABASE`: chronosdb's databases, not DataFusion's
-//! in-memory catalogs.
+//! `CREATE DATABASE … [WITH RETENTION '30d']`, `ALTER DATABASE … SET RETENTION '30d'`
+//! (or `NONE`) and `DROP DATABASE`: chronosdb's databases, not DataFusion's in-memory
+//! catalogs.
 //!
 //! Front ends recognise these statements before planning (they need no session: a
 //! client may connect to any name to create its first database) and run them on the
 //! storage engine, which makes them durable before they return.
 
-use chronosdb_catalog::validate_name;
+use std::sync::LazyLock;
+
+use chronosdb_catalog::{parse_retention, validate_name};
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use regex::Regex;
 
 use crate::{QueryEngine, QueryError};
 
 /// A database statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseCommand {
-    Create { name: String, if_not_exists: bool },
-    Drop { name: String, if_exists: bool },
+    Create {
+        name: String,
+        if_not_exists: bool,
+        /// The retention period as written (`30d`), checked when the command runs.
+        retention: Option<String>,
+    },
+    /// `ALTER DATABASE name SET RETENTION '30d'` (or `NONE`, or `RESET RETENTION`).
+    SetRetention {
+        name: String,
+        retention: String,
+    },
+    Drop {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 impl DatabaseCommand {
@@ -24,24 +41,60 @@ impl DatabaseCommand {
     pub fn tag(&self) -> &'static str {
         match self {
             DatabaseCommand::Create { .. } => "CREATE DATABASE",
+            DatabaseCommand::SetRetention { .. } => "ALTER DATABASE",
             DatabaseCommand::Drop { .. } => "DROP DATABASE",
         }
     }
 }
 
-/// Recognises `CREATE DATABASE [IF NOT EXISTS] name` and `DROP DATABASE [IF EXISTS] name`;
-/// `None` for any other statement (or one that does not parse, which the regular path
-/// then reports).
+/// `… [WITH] RETENTION '<period>'` at the end of a `CREATE DATABASE`.
+static RETENTION_CLAUSE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?is)^(.*?)\s+(?:with\s+)?retention\s+'([^']*)'\s*;?\s*$").expect("regex")
+});
+
+/// `ALTER DATABASE <name> SET RETENTION '<period>' | NONE` or `… RESET RETENTION`.
+static ALTER_RETENTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?is)^\s*alter\s+database\s+("[^"]+"|[^\s"]+)\s+(?:set\s+retention\s+(?:'([^']*)'|(none|infinite))|(reset\s+retention))\s*;?\s*$"#,
+    )
+    .expect("regex")
+});
+
+/// Recognises `CREATE DATABASE [IF NOT EXISTS] name [[WITH] RETENTION '30d']`,
+/// `ALTER DATABASE name SET RETENTION '30d' | NONE`, `ALTER DATABASE name RESET
+/// RETENTION` and `DROP DATABASE [IF EXISTS] name`; `None` for any other statement (or one
+/// that does not parse, which the regular path then reports).
 pub fn parse_database_command(sql: &str) -> Option<DatabaseCommand> {
     let words: Vec<&str> = sql.split_whitespace().take(2).collect();
     let [verb, object] = words.as_slice() else {
         return None;
     };
-    if !(verb.eq_ignore_ascii_case("create") || verb.eq_ignore_ascii_case("drop"))
-        || !object.eq_ignore_ascii_case("database")
-    {
+    if !object.eq_ignore_ascii_case("database") {
         return None;
     }
+    if verb.eq_ignore_ascii_case("alter") {
+        let captures = ALTER_RETENTION.captures(sql)?;
+        let name = captures.get(1)?.as_str();
+        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.to_string(),
+            None => name.to_lowercase(),
+        };
+        let retention = match (captures.get(2), captures.get(3)) {
+            (Some(period), _) => period.as_str().to_string(),
+            _ => "none".to_string(),
+        };
+        return Some(DatabaseCommand::SetRetention { name, retention });
+    }
+    if !(verb.eq_ignore_ascii_case("create") || verb.eq_ignore_ascii_case("drop")) {
+        return None;
+    }
+    let (sql, retention) = match RETENTION_CLAUSE.captures(sql) {
+        Some(c) if verb.eq_ignore_ascii_case("create") => (
+            c.get(1).map_or(sql, |m| m.as_str()),
+            c.get(2).map(|m| m.as_str().to_string()),
+        ),
+        _ => (sql, None),
+    };
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     if statements.len() != 1 {
         return None;
@@ -54,6 +107,7 @@ pub fn parse_database_command(sql: &str) -> Option<DatabaseCommand> {
         } => Some(DatabaseCommand::Create {
             name: object_name(&db_name),
             if_not_exists,
+            retention,
         }),
         Statement::Drop {
             object_type: ObjectType::Database,
@@ -94,13 +148,25 @@ impl QueryEngine {
             DatabaseCommand::Create {
                 name,
                 if_not_exists,
+                retention,
             } => {
                 validate_name(name).map_err(storage_error)?;
+                let retention = match retention {
+                    Some(period) => parse_retention(period).map_err(storage_error)?,
+                    None => None,
+                };
                 if *if_not_exists && self.has_database(name) {
                     return Ok(());
                 }
                 self.engine()
-                    .create_database(name)
+                    .create_database(name, retention)
+                    .await
+                    .map_err(QueryError::Storage)
+            }
+            DatabaseCommand::SetRetention { name, retention } => {
+                let retention = parse_retention(retention).map_err(storage_error)?;
+                self.engine()
+                    .set_retention(name, retention)
                     .await
                     .map_err(QueryError::Storage)
             }
@@ -135,9 +201,33 @@ mod tests {
             parse_database_command("CREATE DATABASE IF NOT EXISTS Metrics"),
             Some(DatabaseCommand::Create {
                 name: "metrics".into(),
-                if_not_exists: true
+                if_not_exists: true,
+                retention: None,
             })
         );
+        assert_eq!(
+            parse_database_command("CREATE DATABASE m WITH RETENTION '30d';"),
+            Some(DatabaseCommand::Create {
+                name: "m".into(),
+                if_not_exists: false,
+                retention: Some("30d".into()),
+            })
+        );
+        assert_eq!(
+            parse_database_command("alter database \"Prod\" set retention '2w'"),
+            Some(DatabaseCommand::SetRetention {
+                name: "Prod".into(),
+                retention: "2w".into(),
+            })
+        );
+        assert_eq!(
+            parse_database_command("ALTER DATABASE M RESET RETENTION"),
+            Some(DatabaseCommand::SetRetention {
+                name: "m".into(),
+                retention: "none".into(),
+            })
+        );
+        assert_eq!(parse_database_command("ALTER DATABASE m RENAME TO n"), None);
         assert_eq!(
             parse_database_command("drop database \"Prod-1\""),
             Some(DatabaseCommand::Drop {

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chronosdb_catalog::{ColumnKind, ParquetFile, TIME_COLUMN};
 use chronosdb_storage::Engine;
 use chronosdb_storage::buffer::align_batch;
+use chronosdb_storage::buffer::drop_older_than;
 use chronosdb_storage::persist::{newest_per_series, sort_and_merge};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::array::{AsArray, UInt32Array};
@@ -140,7 +141,13 @@ impl LastRowsTable {
             candidates.push(align_batch(batch, &current).map_err(external)?);
         }
         let all = concat_batches(&current, &candidates)?;
-        let merged = sort_and_merge(&all, &snapshot.schema).map_err(external)?;
+        let mut merged = sort_and_merge(&all, &snapshot.schema).map_err(external)?;
+        if let Some(cutoff) = snapshot.retention_cutoff {
+            // A series whose newest point is older than the retention period has none left.
+            merged = drop_older_than(&merged, cutoff)
+                .map_err(external)?
+                .unwrap_or_else(|| merged.slice(0, 0));
+        }
         let mut rows = align_batch(&merged, &schema).map_err(external)?;
         if let Some(predicate) = conjunction(self.predicates.iter().cloned()) {
             let df_schema = DFSchema::try_from(schema.as_ref().clone())?;

@@ -63,6 +63,8 @@ pub enum ErrorKind {
     DatabaseNotFound,
     DatabaseExists,
     InvalidName,
+    /// A value out of range or malformed (a retention period).
+    InvalidValue,
     /// The object is in use (the session's own database).
     InUse,
     Other,
@@ -83,6 +85,9 @@ impl QueryError {
             QueryError::Storage(StorageError::Catalog(CatalogError::InvalidName { .. })) => {
                 ErrorKind::InvalidName
             }
+            QueryError::Storage(StorageError::Catalog(
+                CatalogError::InvalidRetention | CatalogError::InvalidRetentionText(_),
+            )) => ErrorKind::InvalidValue,
             QueryError::DropCurrentDatabase(_) => ErrorKind::InUse,
             _ => ErrorKind::Other,
         }

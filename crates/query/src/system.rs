@@ -1,6 +1,6 @@
 //! The `system` schema: what a database holds, as tables.
 //!
-//! - `system.databases`: every database and its number of tables.
+//! - `system.databases`: every database, its retention period and its number of tables.
 //! - `system.tables`: tables with their column, file and byte counts.
 //! - `system.tag_keys`, `system.fields`: the schema, one row per tag or field.
 //! - `system.tag_values`: each tag value with the number of series that carry it.
@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chronosdb_catalog::{CatalogOp, ColumnKind, MetadataKey, TIME_COLUMN};
+use chronosdb_catalog::{CatalogOp, ColumnKind, MetadataKey, TIME_COLUMN, format_retention};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder, UInt64Array,
 };
@@ -83,7 +83,11 @@ impl SystemTable {
         let time =
             |name: &str| Field::new(name, DataType::Timestamp(TimeUnit::Nanosecond, None), true);
         Arc::new(Schema::new(match self {
-            SystemTable::Databases => vec![text("database_name"), count("table_count")],
+            SystemTable::Databases => vec![
+                text("database_name"),
+                text("retention_period"),
+                count("table_count"),
+            ],
             SystemTable::Tables => vec![
                 text("table_name"),
                 count("tag_count"),
@@ -200,6 +204,7 @@ impl SystemTableProvider {
             SystemTable::Databases => {
                 for (name, def) in &catalog.databases {
                     columns[0].append_value(name);
+                    columns[1].append_option(def.retention_nanos.map(format_retention));
                     counts[0].push(def.tables.len() as u64);
                 }
             }

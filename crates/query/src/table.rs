@@ -17,6 +17,7 @@ use chronosdb_storage::persist::sort_and_merge;
 use crate::insert::InsertSink;
 use crate::parquet_reader::PageIndexCachingReaderFactory;
 use crate::scan_size::overlap_fraction;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
@@ -33,8 +34,13 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{col, lit};
 
 /// The URL under which the engine's object store is registered with DataFusion.
 pub const STORE_URL: &str = "chronosdb://store/";
@@ -201,8 +207,26 @@ impl TableProvider for ChronosTable {
         };
         // The table may have gained columns since this provider was made.
         let schema = snapshot.schema.arrow_schema();
-        let projection = projection.cloned();
-        let bounds = TimeBounds::from_filters(filters);
+        let mut bounds = TimeBounds::from_filters(filters);
+        // Files wholly older than the retention period are already left out of the
+        // snapshot; one that straddles the cutoff still holds older rows, which a filter
+        // over the whole scan removes (its `time` column read for that if not asked for).
+        let cutoff = snapshot
+            .retention_cutoff
+            .filter(|cutoff| snapshot.files.iter().any(|f| f.min_time < *cutoff));
+        let requested = projection.cloned();
+        let time_index = schema.index_of(TIME_COLUMN)?;
+        let projection = match (&requested, cutoff) {
+            (Some(columns), Some(_)) if !columns.contains(&time_index) => {
+                let mut columns = columns.clone();
+                columns.push(time_index);
+                Some(columns)
+            }
+            _ => requested.clone(),
+        };
+        if let Some(cutoff) = snapshot.retention_cutoff {
+            bounds.min = bounds.min.max(cutoff);
+        }
 
         let mut chunks: Vec<Chunk> = snapshot
             .files
@@ -301,12 +325,52 @@ impl TableProvider for ChronosTable {
                 predicate,
             )?);
         }
-        match plans.len() {
-            0 => empty_plan(&schema, projection.as_ref()),
-            1 => Ok(plans.remove(0)),
-            _ => UnionExec::try_new(plans),
+        let plan = match plans.len() {
+            0 => return empty_plan(&schema, requested.as_ref()),
+            1 => plans.remove(0),
+            _ => UnionExec::try_new(plans)?,
+        };
+        match cutoff {
+            Some(cutoff) => drop_expired(state, plan, cutoff, projection != requested),
+            None => Ok(plan),
         }
     }
+}
+
+/// Keeps the rows of `plan` at or after `cutoff` (the retention period's start); with
+/// `drop_time`, removes the `time` column, the last one, added only for this filter.
+fn drop_expired(
+    state: &dyn Session,
+    plan: Arc<dyn ExecutionPlan>,
+    cutoff: i64,
+    drop_time: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let time_type = schema.field_with_name(TIME_COLUMN)?.data_type().clone();
+    let tz = match &time_type {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    let keep = col(TIME_COLUMN).gt_eq(lit(ScalarValue::TimestampNanosecond(Some(cutoff), tz)));
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let predicate = state.create_physical_expr(keep, &df_schema)?;
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, plan)?);
+    if !drop_time {
+        return Ok(filtered);
+    }
+    let columns: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .take(schema.fields().len() - 1)
+        .map(|(i, field)| {
+            (
+                Arc::new(Column::new(field.name(), i)) as Arc<dyn PhysicalExpr>,
+                field.name().clone(),
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
 }
 
 fn merge_chunks(batches: &[RecordBatch], schema: &TableSchema) -> Result<RecordBatch> {

@@ -65,7 +65,14 @@ enum DatabaseAction {
     /// List the databases and their number of tables.
     List,
     /// Create an empty database.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Keep points this long (e.g. 30d, 12h, 4w); older ones are dropped.
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// Set a database's retention period (e.g. 30d), or `none` to keep points forever.
+    SetRetention { name: String, retention: String },
     /// Drop a database and delete its files.
     Drop { name: String },
 }
@@ -175,10 +182,14 @@ pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
     let url = args.server.endpoint("database");
     let request = match &args.action {
         DatabaseAction::List => client.get(&url),
-        DatabaseAction::Create { name } => client
+        DatabaseAction::Create { name, retention } => client
             .post(&url)
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "db": name }).to_string()),
+            .body(serde_json::json!({ "db": name, "retention_period": retention }).to_string()),
+        DatabaseAction::SetRetention { name, retention } => client
+            .put(&url)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "db": name, "retention_period": retention }).to_string()),
         DatabaseAction::Drop { name } => client.delete(&url).query(&[("db", name)]),
     };
     let body = args.server.send(request).await?;
@@ -186,13 +197,18 @@ pub async fn database(args: DatabaseArgs) -> Result<(), ServerError> {
         DatabaseAction::List => {
             for db in body["databases"].as_array().into_iter().flatten() {
                 println!(
-                    "{}\t{} table(s)",
+                    "{}\t{} table(s)\tretention={}",
                     db["name"].as_str().unwrap_or_default(),
-                    db["tables"]
+                    db["tables"],
+                    db["retention_period"].as_str().unwrap_or("none")
                 );
             }
         }
-        DatabaseAction::Create { name } => println!("created database {name}"),
+        DatabaseAction::Create { name, .. } => println!("created database {name}"),
+        DatabaseAction::SetRetention { name, .. } => println!(
+            "database {name} keeps points for {}",
+            body["retention_period"].as_str().unwrap_or("ever")
+        ),
         DatabaseAction::Drop { name } => println!(
             "dropped database {name} ({} file(s) deleted)",
             body["files_deleted"]

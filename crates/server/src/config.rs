@@ -55,6 +55,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_PERSIST_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub persist_interval: Duration,
 
+    /// How often files older than their database's retention period are deleted
+    /// (e.g. `1m`); queries never see such points, whenever the files go.
+    #[arg(long, env = "CHRONOSDB_RETENTION_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub retention_check_interval: Duration,
+
     /// Largest accepted write request body, after gzip decompression (e.g. `32MiB`).
     #[arg(long, env = "CHRONOSDB_MAX_REQUEST_SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub max_request_size: usize,

@@ -123,6 +123,7 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         wal_flush_interval: args.wal_flush_interval,
         persist_buffer_bytes: args.buffer_size,
         persist_max_age: args.persist_interval,
+        retention_check_interval: args.retention_check_interval,
     })
     .await?;
     let http = tokio::net::TcpListener::bind(args.http_bind)

@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, TimestampNanosecondArray, new_null_array};
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{Array, BooleanArray, TimestampNanosecondArray, new_null_array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -280,6 +280,32 @@ pub fn time_range(batch: &RecordBatch) -> Option<(i64, i64)> {
     let lo = datafusion::arrow::compute::min(times)?;
     let hi = datafusion::arrow::compute::max(times)?;
     Some((lo, hi))
+}
+
+/// The rows of `batch` at or after `cutoff` (ns); `None` if there are none.
+pub fn drop_older_than(batch: &RecordBatch, cutoff: i64) -> Result<Option<RecordBatch>> {
+    let Some((lo, hi)) = time_range(batch) else {
+        return Ok(None);
+    };
+    if lo >= cutoff {
+        return Ok(Some(batch.clone()));
+    }
+    if hi < cutoff {
+        return Ok(None);
+    }
+    let Some(times) = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+    else {
+        return Ok(Some(batch.clone()));
+    };
+    let keep: BooleanArray = times
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| t >= cutoff)))
+        .collect();
+    let kept = filter_record_batch(batch, &keep)?;
+    Ok((kept.num_rows() > 0).then_some(kept))
 }
 
 /// Reshapes `batch` to `schema`: columns by name, nulls for the ones it lacks.

@@ -22,8 +22,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::RwLock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::buffer::time_range;
 use crate::buffer::{Generation, WriteBuffer};
+use crate::buffer::{drop_older_than, time_range};
 use crate::error::{Result, StorageError};
 use crate::persist::{encode_parquet, for_each_partition, newest_per_series};
 use crate::record::WalPayload;
@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub persist_buffer_bytes: usize,
     /// Persist buffered data at the latest this long after its first write.
     pub persist_max_age: Duration,
+    /// How often files older than their database's retention period are looked for.
+    pub retention_check_interval: Duration,
 }
 
 /// What a write did: how many lines were stored and which were refused.
@@ -65,6 +67,10 @@ pub struct TableSnapshot {
     pub buffered: Vec<RecordBatch>,
     /// Whether `buffered` may hold a point twice and must be merged before use.
     pub buffered_may_have_duplicates: bool,
+    /// The database's retention cutoff (ns) when it has a retention period: files wholly
+    /// older are left out and older buffered rows removed, but a file that straddles it
+    /// still holds older rows, which readers must filter out.
+    pub retention_cutoff: Option<i64>,
 }
 
 enum WalCommand {
@@ -353,13 +359,27 @@ impl Engine {
         let Some(def) = catalog.table(database, table) else {
             return Ok(None);
         };
-        let (buffered, buffered_may_have_duplicates) =
+        let (mut buffered, buffered_may_have_duplicates) =
             buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+        drop(buffer);
+        let mut files = def.files.clone();
+        let retention_cutoff = catalog
+            .database(database)
+            .and_then(|db| db.retention_cutoff(now_nanos()));
+        if let Some(cutoff) = retention_cutoff {
+            files.retain(|f| f.max_time >= cutoff);
+            let mut kept = Vec::with_capacity(buffered.len());
+            for batch in &buffered {
+                kept.extend(drop_older_than(batch, cutoff)?);
+            }
+            buffered = kept;
+        }
         Ok(Some(TableSnapshot {
             schema: def.schema.clone(),
-            files: def.files.clone(),
+            files,
             buffered,
             buffered_may_have_duplicates,
+            retention_cutoff,
         }))
     }
 
@@ -392,15 +412,91 @@ impl Engine {
         done.await.map_err(|_| StorageError::WalClosed)?
     }
 
-    /// Creates an empty database, durably.
-    pub async fn create_database(&self, database: &str) -> Result<()> {
+    /// Creates an empty database, durably, with a retention period in nanoseconds
+    /// (`None`: data is kept forever).
+    pub async fn create_database(
+        &self,
+        database: &str,
+        retention_nanos: Option<i64>,
+    ) -> Result<()> {
         if self.catalog.snapshot().database(database).is_some() {
             return Err(CatalogError::DatabaseExists(database.to_string()).into());
         }
-        self.apply_catalog_ops(vec![CatalogOp::CreateDatabase {
+        let mut ops = vec![CatalogOp::CreateDatabase {
             database: database.to_string(),
+        }];
+        if retention_nanos.is_some() {
+            ops.push(CatalogOp::SetRetention {
+                database: database.to_string(),
+                retention_nanos,
+            });
+        }
+        self.apply_catalog_ops(ops).await
+    }
+
+    /// Sets or removes a database's retention period, durably. Points older than a new,
+    /// shorter period disappear from queries at once; their files go at the next check.
+    pub async fn set_retention(&self, database: &str, retention_nanos: Option<i64>) -> Result<()> {
+        self.apply_catalog_ops(vec![CatalogOp::SetRetention {
+            database: database.to_string(),
+            retention_nanos,
         }])
-        .await
+        .await?;
+        self.persist_wakeup.notify_one();
+        Ok(())
+    }
+
+    /// Deletes the files whose every point is older than their database's retention
+    /// period: whole files, never rewritten. The catalog without them is saved before any
+    /// is deleted, so a crash in between leaves unreferenced files, never references to
+    /// missing ones. Returns the number of files deleted.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        let now = now_nanos();
+        let catalog = self.catalog.snapshot();
+        let mut ops = Vec::new();
+        let mut expired = Vec::new();
+        for (database, def) in &catalog.databases {
+            let Some(cutoff) = def.retention_cutoff(now) else {
+                continue;
+            };
+            for (table, table_def) in &def.tables {
+                let old: Vec<&ParquetFile> = table_def
+                    .files
+                    .iter()
+                    .filter(|f| f.max_time < cutoff)
+                    .collect();
+                if old.is_empty() {
+                    continue;
+                }
+                ops.push(CatalogOp::RemoveFiles {
+                    database: database.clone(),
+                    table: table.clone(),
+                    file_ids: old.iter().map(|f| f.id).collect(),
+                });
+                expired.extend(old.into_iter().map(|f| f.path.clone()));
+            }
+        }
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        self.apply_catalog_ops(ops).await?;
+        let mut deleted = 0;
+        for path in &expired {
+            self.newest_rows.lock().forget(path);
+            match self
+                .config
+                .object_store
+                .delete(&ObjectPath::from(path.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %path, error = %e, "could not delete an expired file")
+                }
+            }
+        }
+        tracing::info!(files_deleted = deleted, "retention: deleted expired files");
+        Ok(deleted)
     }
 
     /// Drops a database: it disappears from queries at once, its buffered rows are
@@ -595,6 +691,16 @@ struct NewestRows {
     rows: usize,
 }
 
+impl NewestRows {
+    /// Forgets a deleted file.
+    fn forget(&mut self, path: &str) {
+        if let Some(old) = self.files.remove(path) {
+            self.rows -= old.num_rows();
+            self.order.retain(|p| p != path);
+        }
+    }
+}
+
 /// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.
 fn wal_thread(
     mut writer: WalWriter,
@@ -675,6 +781,7 @@ fn wal_thread(
 /// Persists when the buffer is large or old enough.
 /// Holds the engine only while it works, so dropping the engine ends the loop.
 async fn persister_loop(engine: std::sync::Weak<Engine>, wakeup: Arc<Notify>) {
+    let mut retention_checked = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -689,6 +796,12 @@ async fn persister_loop(engine: std::sync::Weak<Engine>, wakeup: Arc<Notify>) {
         };
         let due = bytes >= engine.config.persist_buffer_bytes
             || age.is_some_and(|a| a >= engine.config.persist_max_age);
+        if retention_checked.elapsed() >= engine.config.retention_check_interval {
+            retention_checked = std::time::Instant::now();
+            if let Err(e) = engine.enforce_retention().await {
+                tracing::warn!(error = %e, "retention check failed; retrying at the next one");
+            }
+        }
         if due && engine.persist().await.is_err() {
             drop(engine);
             // Already logged; retry after a pause rather than spinning.
@@ -709,6 +822,7 @@ mod tests {
             wal_flush_interval: Duration::ZERO,
             persist_buffer_bytes: usize::MAX,
             persist_max_age: Duration::from_secs(3600),
+            retention_check_interval: Duration::from_secs(3600),
         }
     }
 

@@ -1,27 +1,9 @@
 //! Databases created, listed and dropped from SQL, HTTP and the CLI; a dropped database's
 //! files are deleted and its unpersisted writes are not brought back by WAL replay.
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::common::TestServer;
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
+use crate::common::{TestServer, files_under};
 
 fn cli(server: &TestServer, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_chronosdb"))

@@ -9,6 +9,7 @@ mod crash;
 mod databases;
 mod ingest;
 mod query;
+mod retention;
 mod sessions;
 mod slt;
 mod sql_write;
