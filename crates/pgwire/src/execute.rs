@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::errors::api_error;
 use chronosdb_query::column_names::postgres_column_names;
 use chronosdb_query::scan_size;
+use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
@@ -22,7 +23,7 @@ use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode
 use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{FieldInfo, QueryResponse};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
@@ -70,6 +71,28 @@ pub async fn record_batches<C: ClientInfo + ?Sized>(
     let batches =
         execute_stream(physical, Arc::new(TaskContext::from(&state))).map_err(api_error)?;
     Ok(interruptible(client, batches, deadline))
+}
+
+/// Runs a `DELETE` plan and answers PostgreSQL's `DELETE <count>` tag (drivers read
+/// the count as the statement's update count).
+pub async fn run_delete<C: ClientInfo + ?Sized>(
+    client: &C,
+    context: &SessionContext,
+    plan: &LogicalPlan,
+) -> PgWireResult<Response> {
+    let batches = record_batches(client, context, plan).await?;
+    let mut batches = std::pin::pin!(batches);
+    let mut deleted = 0usize;
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        if let Some(counts) = batch
+            .column_by_name("count")
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        {
+            deleted += counts.iter().flatten().sum::<u64>() as usize;
+        }
+    }
+    Ok(Response::Execution(Tag::new("DELETE").with_rows(deleted)))
 }
 
 /// Plans `plan` (analyzed and optimized once) and returns its rows as a stream of data

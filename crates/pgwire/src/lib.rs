@@ -231,9 +231,22 @@ fn bound_query_plan(
     sessions: &Sessions,
     portal: &Portal<Statement>,
 ) -> PgWireResult<Option<LogicalPlan>> {
-    let (_, Some((SqlStatement::Query(_), plan))) = &portal.statement.statement else {
+    bound_plan(sessions, portal, |s| matches!(s, SqlStatement::Query(_)))
+}
+
+/// The plan of a portal whose statement is of the kind `wanted` accepts, with its
+/// parameters bound.
+fn bound_plan(
+    sessions: &Sessions,
+    portal: &Portal<Statement>,
+    wanted: fn(&SqlStatement) -> bool,
+) -> PgWireResult<Option<LogicalPlan>> {
+    let (_, Some((statement, plan))) = &portal.statement.statement else {
         return Ok(None);
     };
+    if !wanted(statement) {
+        return Ok(None);
+    }
     if portal.parameters.is_empty() {
         return Ok(Some(plan.clone()));
     }
@@ -250,6 +263,17 @@ fn is_single_query(sql: &str) -> bool {
         Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
         Ok([SqlStatement::Query(_)])
     )
+}
+
+/// Whether `sql` is exactly one `DELETE`.
+fn is_single_delete(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("delete"))
+        && matches!(
+            Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
+            Ok([SqlStatement::Delete(_)])
+        )
 }
 
 /// Records that the client sent a statement (for the idle check).
@@ -376,6 +400,15 @@ impl QueryRouter {
                 return Ok(vec![Response::Query(response)]);
             }
         }
+        if is_single_delete(sql) {
+            let parsed = parse_statement(database, client, sql, &[]).await?;
+            if let Some((_, Some((SqlStatement::Delete(_), plan)))) = parsed {
+                access::check_plan(client, &plan)?;
+                return Ok(vec![
+                    execute::run_delete(client, &database.context, &plan).await?,
+                ]);
+            }
+        }
         check_statement(database, client, sql).await?;
         SimpleQueryHandler::do_query(&database.service, client, sql).await
     }
@@ -449,6 +482,11 @@ impl ExtendedQueryHandler for QueryRouter {
             )
             .await?;
             return Ok(Response::Query(response));
+        }
+        if let Some(plan) = bound_plan(&self.sessions, portal, |s| {
+            matches!(s, SqlStatement::Delete(_))
+        })? {
+            return execute::run_delete(client, &database.context, &plan).await;
         }
         ExtendedQueryHandler::do_query(&database.service, client, portal, max_rows).await
     }

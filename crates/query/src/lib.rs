@@ -6,6 +6,7 @@ pub mod catalog_queries;
 pub mod column_names;
 pub mod copy;
 pub mod databases;
+pub mod delete;
 pub mod functions;
 pub mod gapfill;
 pub mod information_schema;

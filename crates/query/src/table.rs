@@ -14,6 +14,7 @@ use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
 use chronosdb_storage::Engine;
 use chronosdb_storage::persist::sort_and_merge;
 
+use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
 use crate::parquet_reader::PageIndexCachingReaderFactory;
 use crate::scan_size::overlap_fraction;
@@ -158,6 +159,27 @@ impl TableProvider for ChronosTable {
     /// `INSERT` without a time stores the server's time, as a line without a timestamp does.
     fn get_column_default(&self, column: &str) -> Option<&Expr> {
         (column == TIME_COLUMN).then_some(&self.time_default)
+    }
+
+    /// `DELETE FROM` this table: the selected points are removed and their files
+    /// rewritten when the plan runs (see `delete`).
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.engine.catalog().snapshot();
+        let Some(def) = snapshot.table(&self.database, &self.name) else {
+            return empty_plan(&self.schema, None);
+        };
+        Ok(Arc::new(DeleteExec::try_new(
+            state,
+            self.engine.clone(),
+            &self.database,
+            &self.name,
+            &def.schema,
+            &filters,
+        )?))
     }
 
     /// Rows inserted with SQL go through the engine's durable write path.

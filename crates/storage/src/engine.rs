@@ -23,13 +23,18 @@ use parking_lot::RwLock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::buffer::{Generation, WriteBuffer};
-use crate::buffer::{drop_older_than, time_range};
+use crate::buffer::{align_batch, drop_older_than, time_range};
 use crate::error::{Result, StorageError};
-use crate::persist::{encode_parquet, for_each_partition, newest_per_series};
+use crate::persist::{
+    encode_parquet, for_each_partition, newest_per_series, sort_and_merge_by, sort_key,
+};
 use crate::record::WalPayload;
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
 use crate::write_batch::{TableBatch, prepare_write};
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Where the catalog lives in the object store.
 const CATALOG_PATH: &str = "_catalog/catalog.json";
@@ -391,6 +396,11 @@ impl Engine {
     /// Persists everything buffered now (also used at shutdown and by tests).
     pub async fn persist(&self) -> Result<()> {
         let _guard = self.persist_lock.lock().await;
+        self.persist_locked().await
+    }
+
+    /// [`Engine::persist`] for a caller that holds `persist_lock`.
+    async fn persist_locked(&self) -> Result<()> {
         let (generation_id, last_sequence, generation) = self.rotate().await?;
         let result = self
             .persist_generation(generation_id, last_sequence, &generation)
@@ -399,6 +409,125 @@ impl Engine {
             tracing::error!(error = %e, "persisting the write buffer failed; the data stays in the WAL and buffer");
         }
         result
+    }
+
+    /// Deletes the points of `table` between `min_time` and `max_time` (inclusive, ns)
+    /// for which `matches` is true (a null counts as false), and gives their disk space
+    /// back: the buffer is persisted first, then every file that holds such points is
+    /// rewritten without them (or removed when nothing is left). The new files and the
+    /// removal of the old ones reach the catalog in one step, saved before any old file is
+    /// deleted; a crash at any point leaves the old set or the new one, never both. Writes
+    /// that arrive while it runs are not deleted.
+    pub async fn delete_rows(
+        &self,
+        database: &str,
+        table: &str,
+        (min_time, max_time): (i64, i64),
+        matches: RowMatcher,
+    ) -> Result<DeleteOutcome> {
+        let _guard = self.persist_lock.lock().await;
+        self.persist_locked().await?;
+        let catalog = self.catalog.snapshot();
+        let def = catalog
+            .table(database, table)
+            .ok_or_else(|| CatalogError::TableNotFound {
+                database: database.to_string(),
+                table: table.to_string(),
+            })?
+            .clone();
+        let mut outcome = DeleteOutcome::default();
+        let mut removed = Vec::new();
+        let mut rewritten = Vec::new();
+        for file in def
+            .files
+            .iter()
+            .filter(|f| f.min_time <= max_time && f.max_time >= min_time)
+        {
+            let bytes = self
+                .config
+                .object_store
+                .get(&ObjectPath::from(file.path.as_str()))
+                .await?
+                .bytes()
+                .await?;
+            let schema = def.schema.clone();
+            let matches = matches.clone();
+            let kept =
+                tokio::task::spawn_blocking(move || keep_unmatched(bytes, &schema, &matches))
+                    .await
+                    .map_err(|e| StorageError::Arrow(format!("delete task failed: {e}")))??;
+            let Some((deleted, kept)) = kept else {
+                continue;
+            };
+            outcome.rows_deleted += deleted;
+            outcome.bytes_before += file.size_bytes;
+            removed.push(file.clone());
+            if let Some(kept) = kept {
+                rewritten.push((file.partition_start, kept));
+            }
+        }
+        if removed.is_empty() {
+            return Ok(outcome);
+        }
+        let first_id = self.catalog.reserve_file_ids(rewritten.len() as u64);
+        let mut files = Vec::with_capacity(rewritten.len());
+        for (i, (partition, (batch, sort_key, newest))) in rewritten.into_iter().enumerate() {
+            let id = first_id + i as u64;
+            let path = file_path(database, table, partition, id);
+            let (min, max) = time_range(&batch).unwrap_or((partition, partition));
+            let bytes = encode_parquet(&batch, &sort_key)?;
+            let size_bytes = bytes.len() as u64;
+            self.config
+                .object_store
+                .put(&path, PutPayload::from(bytes))
+                .await?;
+            self.remember_newest_rows(path.to_string(), newest);
+            outcome.bytes_after += size_bytes;
+            files.push(ParquetFile {
+                id,
+                path: path.to_string(),
+                partition_start: partition,
+                min_time: min,
+                max_time: max,
+                row_count: batch.num_rows() as u64,
+                size_bytes,
+            });
+        }
+        outcome.files_rewritten = files.len();
+        outcome.files_removed = removed.len() - files.len();
+        self.apply_catalog_ops(vec![
+            CatalogOp::RemoveFiles {
+                database: database.to_string(),
+                table: table.to_string(),
+                file_ids: removed.iter().map(|f| f.id).collect(),
+            },
+            CatalogOp::AddFiles {
+                database: database.to_string(),
+                table: table.to_string(),
+                files,
+            },
+        ])
+        .await?;
+        for file in &removed {
+            self.newest_rows.lock().forget(&file.path);
+            if let Err(e) = self
+                .config
+                .object_store
+                .delete(&ObjectPath::from(file.path.as_str()))
+                .await
+            {
+                tracing::warn!(file = %file.path, error = %e, "could not delete a rewritten file");
+            }
+        }
+        tracing::info!(
+            database,
+            table,
+            rows_deleted = outcome.rows_deleted,
+            files_rewritten = outcome.files_rewritten,
+            files_removed = outcome.files_removed,
+            "deleted points"
+        );
+        Ok(outcome)
     }
 
     /// Closes the WAL segment and freezes the buffer: (generation id, last sequence in
@@ -640,6 +769,52 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Decides which rows of a batch (aligned to the table's current schema) a delete removes.
+pub type RowMatcher = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
+
+/// What a delete did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    pub rows_deleted: u64,
+    /// Files written again without the deleted rows.
+    pub files_rewritten: usize,
+    /// Files removed because nothing was left in them.
+    pub files_removed: usize,
+    /// Size of the affected files before, and of their replacements after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// A file's rows without those `matches` selects: `None` if it selects none, else the
+/// number deleted and, unless every row went, the rows kept (sorted again by the sort
+/// key chosen for them), that key, and the newest row per series.
+type Kept = Option<(u64, Option<(RecordBatch, Vec<String>, RecordBatch)>)>;
+
+fn keep_unmatched(bytes: Bytes, schema: &TableSchema, matches: &RowMatcher) -> Result<Kept> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let arrow_schema = schema.arrow_schema();
+    let aligned = batches
+        .iter()
+        .map(|b| align_batch(b, &arrow_schema))
+        .collect::<Result<Vec<_>>>()?;
+    let batch = concat_batches(&arrow_schema, &aligned)?;
+    let selected = matches(&batch)?;
+    let deleted = selected.iter().filter(|m| *m == Some(true)).count() as u64;
+    if deleted == 0 {
+        return Ok(None);
+    }
+    let keep: BooleanArray = selected.iter().map(|m| Some(m != Some(true))).collect();
+    let kept = filter_record_batch(&batch, &keep)?;
+    if kept.num_rows() == 0 {
+        return Ok(Some((deleted, None)));
+    }
+    let key = sort_key(&kept, schema);
+    let kept = sort_and_merge_by(&kept, &key)?;
+    let newest = newest_per_series(&kept, &key)?;
+    Ok(Some((deleted, Some((kept, key, newest)))))
 }
 
 /// `<db>/<table>/<YYYY-MM-DD>/<id>.parquet`

@@ -18,5 +18,5 @@ pub mod wal;
 pub mod write_batch;
 
 pub use chronosdb_line_protocol::{LineError, Precision};
-pub use engine::{Engine, EngineConfig, TableSnapshot, WriteOutcome};
+pub use engine::{DeleteOutcome, Engine, EngineConfig, RowMatcher, TableSnapshot, WriteOutcome};
 pub use error::{Result, StorageError};

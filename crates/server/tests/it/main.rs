@@ -7,6 +7,7 @@ mod common;
 mod compat;
 mod crash;
 mod databases;
+mod delete;
 mod ingest;
 mod query;
 mod retention;

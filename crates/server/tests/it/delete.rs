@@ -1,0 +1,146 @@
+//! `DELETE FROM … WHERE …`: deleted points disappear from queries, the files that held
+//! them are rewritten so the disk space comes back, buffered points are deleted too, and
+//! nothing comes back after a crash.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{TestServer, files_under};
+
+const SECOND: i64 = 1_000_000_000;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64
+}
+
+/// Points every 10 s for `count` steps back from `end`, for each host.
+fn points(hosts: &[&str], end: i64, count: i64) -> String {
+    let mut lines = Vec::new();
+    for host in hosts {
+        for i in 0..count {
+            lines.push(format!(
+                "cpu,host={host} usage={}.5,idle={i}i {}",
+                i % 97,
+                end - i * 10 * SECOND
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+fn parquet_bytes(dir: &std::path::Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+async fn counts(client: &tokio_postgres::Client) -> Vec<(String, i64)> {
+    client
+        .query(
+            "SELECT host, count(*) FROM cpu GROUP BY host ORDER BY host",
+            &[],
+        )
+        .await
+        .expect("counts")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn delete_removes_points_and_gives_disk_space_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let end = now() - 60 * SECOND;
+    server
+        .write("d", &points(&["a", "b", "c", "d"], end, 5_000))
+        .await;
+    // Stopping persists the buffer, so the points are in Parquet files.
+    server.stop();
+    let objects = dir.path().join("objects");
+    let before = parquet_bytes(&objects);
+    assert!(before > 0);
+
+    let server = TestServer::start(dir.path());
+    let client = server.pg("d").await;
+    // EXPLAIN plans the delete without running it.
+    client
+        .simple_query("EXPLAIN DELETE FROM cpu WHERE host = 'a'")
+        .await
+        .expect("explain");
+    assert_eq!(counts(&client).await.len(), 4);
+
+    // Half of the data set, over the extended protocol: the update count is the points.
+    let deleted = client
+        .execute("DELETE FROM cpu WHERE host IN ('a', 'b')", &[])
+        .await
+        .expect("delete half");
+    assert_eq!(deleted, 10_000);
+    assert_eq!(
+        counts(&client).await,
+        [("c".to_string(), 5_000), ("d".to_string(), 5_000)]
+    );
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM cpu", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(total, 10_000);
+    let after = parquet_bytes(&objects);
+    assert!(
+        after * 10 < before * 7,
+        "deleting half the points should give back about half the bytes: {before} → {after}"
+    );
+
+    // Buffered points are deleted too; a time range with a regex over the simple protocol.
+    server.write("d", &points(&["c"], now(), 30)).await;
+    let messages = client
+        .simple_query(&format!(
+            "DELETE FROM cpu WHERE host ~ '^c' AND time >= to_timestamp_nanos({}) ",
+            end - 3_599 * SECOND
+        ))
+        .await
+        .expect("delete a range");
+    let deleted = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .expect("command complete");
+    // 360 persisted points of the last hour before `end`, and the 30 buffered ones.
+    assert_eq!(deleted, 390);
+    let expected = [("c".to_string(), 4_640), ("d".to_string(), 5_000)];
+    assert_eq!(counts(&client).await, expected);
+    // A statement over nothing deletes nothing.
+    assert_eq!(
+        client
+            .execute("DELETE FROM cpu WHERE host = 'nobody'", &[])
+            .await
+            .expect("delete nothing"),
+        0
+    );
+
+    // A crash does not bring anything back.
+    server.kill9();
+    let server = TestServer::start(dir.path());
+    let client = server.pg("d").await;
+    assert_eq!(counts(&client).await, expected);
+    // And the table still takes writes and deletes everything on request.
+    server.write("d", &points(&["e"], now(), 10)).await;
+    assert_eq!(
+        client
+            .execute("DELETE FROM cpu", &[])
+            .await
+            .expect("delete all"),
+        9_650
+    );
+    assert!(counts(&client).await.is_empty());
+    assert_eq!(parquet_bytes(&objects), 0);
+}
