@@ -80,6 +80,16 @@ pub async fn run_delete<C: ClientInfo + ?Sized>(
     context: &SessionContext,
     plan: &LogicalPlan,
 ) -> PgWireResult<Response> {
+    let deleted = delete_count(client, context, plan).await?;
+    Ok(Response::Execution(Tag::new("DELETE").with_rows(deleted)))
+}
+
+/// Runs a `DELETE` plan; the number of points it deleted.
+pub async fn delete_count<C: ClientInfo + ?Sized>(
+    client: &C,
+    context: &SessionContext,
+    plan: &LogicalPlan,
+) -> PgWireResult<usize> {
     let batches = record_batches(client, context, plan).await?;
     let mut batches = std::pin::pin!(batches);
     let mut deleted = 0usize;
@@ -92,7 +102,7 @@ pub async fn run_delete<C: ClientInfo + ?Sized>(
             deleted += counts.iter().flatten().sum::<u64>() as usize;
         }
     }
-    Ok(Response::Execution(Tag::new("DELETE").with_rows(deleted)))
+    Ok(deleted)
 }
 
 /// Plans `plan` (analyzed and optimized once) and returns its rows as a stream of data

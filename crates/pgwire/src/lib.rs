@@ -49,7 +49,7 @@ use pgwire::api::{
     METADATA_DATABASE, PgWireConnectionState, PgWireServerHandlers, RandomPidSecretKeyGenerator,
     Type,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -57,6 +57,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 use auth::{Startup, StartupShared};
 use chronosdb_catalog::auth::Authenticator;
+use chronosdb_query::delete::{expand_regex_delete, is_regex_delete};
 use session_control::{Activity, CancelRequests, Cancels, close_when_idle};
 use sessions::{Database, Sessions};
 use token_commands::{parse_token_command, run_token_command};
@@ -400,6 +401,9 @@ impl QueryRouter {
                 return Ok(vec![Response::Query(response)]);
             }
         }
+        if let Some(response) = self.run_regex_delete(client, database, sql).await? {
+            return Ok(vec![response]);
+        }
         if is_single_delete(sql) {
             let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Delete(_), plan)))) = parsed {
@@ -411,6 +415,49 @@ impl QueryRouter {
         }
         check_statement(database, client, sql).await?;
         SimpleQueryHandler::do_query(&database.service, client, sql).await
+    }
+}
+
+impl QueryRouter {
+    /// Runs `DELETE FROM /regex/ [WHERE …]` as one `DELETE` per matching table (each
+    /// checked against the session's token); `None` if `sql` is not of that form.
+    async fn run_regex_delete<C>(
+        &self,
+        client: &C,
+        database: &Database,
+        sql: &str,
+    ) -> PgWireResult<Option<Response>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let name = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_default();
+        let Some(statements) = expand_regex_delete(self.sessions.query().engine(), &name, sql)
+        else {
+            return Ok(None);
+        };
+        let statements = statements.map_err(|message| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "42601".into(),
+                message,
+            )))
+        })?;
+        let mut deleted = 0;
+        for statement in statements {
+            if let Some((_, Some((SqlStatement::Delete(_), plan)))) =
+                parse_statement(database, client, &statement, &[]).await?
+            {
+                access::check_plan(client, &plan)?;
+                deleted += execute::delete_count(client, &database.context, &plan).await?;
+            }
+        }
+        Ok(Some(Response::Execution(
+            Tag::new("DELETE").with_rows(deleted),
+        )))
     }
 }
 
@@ -473,6 +520,12 @@ impl ExtendedQueryHandler for QueryRouter {
                 .await;
         }
         let database = self.sessions.for_client(client)?;
+        if let Some(response) = self
+            .run_regex_delete(client, &database, &portal.statement.statement.0)
+            .await?
+        {
+            return Ok(response);
+        }
         if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
             let response = execute::stream_plan(
                 client,
@@ -595,6 +648,7 @@ impl QueryParser for RoutingParser {
         if parse_copy(sql).is_some()
             || parse_database_command(sql).is_some()
             || parse_token_command(sql).is_some()
+            || is_regex_delete(sql)
         {
             return Ok(Some((sql.to_string(), None)));
         }

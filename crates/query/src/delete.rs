@@ -1,13 +1,16 @@
 //! `DELETE FROM t [WHERE …]`: the points a predicate selects are removed from the table's
 //! files, which are rewritten without them, so the disk space comes back when the
-//! statement returns (see `Engine::delete_rows`).
+//! statement returns (see `Engine::delete_rows`). `DELETE FROM /<regex>/ [WHERE …]`
+//! (InfluxQL's form) deletes from every table whose name matches; front ends expand it
+//! with [`expand_regex_delete`] into one `DELETE` per table.
 //!
 //! DataFusion hands `ChronosTable::delete_from` the statement's filters; the work happens
 //! when the plan runs, not when it is planned, so `EXPLAIN DELETE …` deletes nothing. The
 //! plan answers one row, `count`, the number of points deleted.
 
 use std::fmt;
-use std::sync::Arc;
+use std::ops::ControlFlow;
+use std::sync::{Arc, LazyLock};
 
 use chronosdb_catalog::TableSchema;
 use chronosdb_storage::{Engine, RowMatcher, StorageError};
@@ -23,8 +26,88 @@ use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExp
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, visit_expressions};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser as SqlParser;
+use regex::Regex;
 
 use crate::table::TimeBounds;
+
+/// `DELETE FROM /regex/ [WHERE …]`.
+static REGEX_DELETE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?is)^\s*delete\s+from\s+/((?:[^/\\]|\\.)*)/\s*(?:where\s+(.*?))?\s*;?\s*$")
+        .expect("regex")
+});
+
+/// Whether `sql` is `DELETE FROM /<regex>/ …`.
+pub fn is_regex_delete(sql: &str) -> bool {
+    REGEX_DELETE.is_match(sql)
+}
+
+/// Expands `DELETE FROM /<regex>/ [WHERE <predicate>]` into a `DELETE` for each table of
+/// `database` whose name matches and which has every column the predicate names (a
+/// table without the column has no point it could select). `None` if `sql` is not of
+/// this form; an error for a bad regular expression or predicate.
+pub fn expand_regex_delete(
+    engine: &Engine,
+    database: &str,
+    sql: &str,
+) -> Option<std::result::Result<Vec<String>, String>> {
+    let captures = REGEX_DELETE.captures(sql)?;
+    let pattern = captures
+        .get(1)
+        .map_or("", |m| m.as_str())
+        .replace("\\/", "/");
+    let predicate = captures.get(2).map(|m| m.as_str().to_string());
+    Some(expand(engine, database, &pattern, predicate.as_deref()))
+}
+
+fn expand(
+    engine: &Engine,
+    database: &str,
+    pattern: &str,
+    predicate: Option<&str>,
+) -> std::result::Result<Vec<String>, String> {
+    let regex = Regex::new(pattern)
+        .map_err(|e| format!("DELETE FROM /{pattern}/: invalid regular expression: {e}"))?;
+    let mut columns = Vec::new();
+    if let Some(predicate) = predicate {
+        let expr = SqlParser::new(&PostgreSqlDialect {})
+            .try_with_sql(predicate)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| format!("DELETE FROM /{pattern}/: invalid WHERE clause: {e}"))?;
+        let _ = visit_expressions(&expr, |e| {
+            if let SqlExpr::Identifier(ident) = e {
+                columns.push(match ident.quote_style {
+                    Some(_) => ident.value.clone(),
+                    None => ident.value.to_lowercase(),
+                });
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    let catalog = engine.catalog().snapshot();
+    let Some(db) = catalog.database(database) else {
+        return Ok(Vec::new());
+    };
+    Ok(db
+        .tables
+        .iter()
+        .filter(|(name, def)| {
+            regex.is_match(name)
+                && columns
+                    .iter()
+                    .all(|c| def.schema.columns().iter().any(|col| &col.name == c))
+        })
+        .map(|(name, _)| {
+            let table = format!("\"{}\"", name.replace('"', "\"\""));
+            match predicate {
+                Some(predicate) => format!("DELETE FROM {table} WHERE {predicate}"),
+                None => format!("DELETE FROM {table}"),
+            }
+        })
+        .collect())
+}
 
 /// Runs one `DELETE` on the engine and answers its count.
 pub struct DeleteExec {
@@ -162,5 +245,26 @@ impl ExecutionPlan for DeleteExec {
             )?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, deleted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REGEX_DELETE;
+
+    #[test]
+    fn regex_form_is_recognised() {
+        let c = REGEX_DELETE
+            .captures("DELETE FROM /^cpu\\/x/ WHERE host = 'a';")
+            .expect("match");
+        assert_eq!(&c[1], "^cpu\\/x");
+        assert_eq!(&c[2], "host = 'a'");
+        let c = REGEX_DELETE.captures("delete from /.*/").expect("match");
+        assert!(c.get(2).is_none());
+        assert!(
+            REGEX_DELETE
+                .captures("DELETE FROM cpu WHERE a = '/x/'")
+                .is_none()
+        );
     }
 }

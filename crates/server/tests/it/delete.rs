@@ -144,3 +144,53 @@ async fn delete_removes_points_and_gives_disk_space_back() {
     assert!(counts(&client).await.is_empty());
     assert_eq!(parquet_bytes(&objects), 0);
 }
+
+#[tokio::test]
+async fn delete_across_tables_by_regex() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let t = now();
+    server
+        .write(
+            "r",
+            &format!(
+                "cpu_a,host=a v=1 {t}\ncpu_a,host=b v=2 {t}\ncpu_b,host=a v=3 {t}\nmem,host=a v=4 {t}\ndisk,dev=x v=5 {t}"
+            ),
+        )
+        .await;
+    let client = server.pg("r").await;
+    let messages = client
+        .simple_query("DELETE FROM /^cpu_/ WHERE host = 'a'")
+        .await
+        .expect("regex delete");
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(2))),
+        "two points deleted"
+    );
+    // Extended protocol too; `disk` has no host column, so nothing of it can match.
+    assert_eq!(
+        client
+            .execute("DELETE FROM /^(mem|disk)$/ WHERE host = 'a'", &[])
+            .await
+            .expect("regex delete, extended"),
+        1
+    );
+    let left: Vec<(String, i64)> = client
+        .query(
+            "SELECT _table, count(*) FROM series_match('.*') GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("left")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(left, [("cpu_a".to_string(), 1), ("disk".to_string(), 1)]);
+    let e = client
+        .simple_query("DELETE FROM /(/ WHERE host = 'a'")
+        .await
+        .expect_err("bad regex");
+    assert_eq!(e.code().map(|c| c.code()), Some("42601"), "{e}");
+}
