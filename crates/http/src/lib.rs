@@ -1,5 +1,5 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (`/write`, `/api/v2/write`,
-//! `/api/v3/write_lp`), databases (`/api/v3/configure/database`), tokens
+//! `/api/v3/write_lp`), InfluxDB 2's delete (`/api/v2/delete`), databases (`/api/v3/configure/database`), tokens
 //! (`/api/v3/configure/token`), `/ping` and `/health`.
 //!
 //! This layer only speaks HTTP: it reads and inflates bodies within the size limit, maps
@@ -12,6 +12,7 @@
 mod auth;
 mod body;
 mod databases;
+mod delete;
 mod error;
 mod listener;
 mod tokens;
@@ -72,6 +73,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, config: HttpConfig)
                 .post(tokens::create)
                 .delete(tokens::revoke),
         )
+        .route("/api/v2/delete", post(delete::delete_v2))
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .fallback(not_found)

@@ -10,8 +10,13 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, TimestampNanosecondArray, new_null_array};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::array::{
+    Array, BooleanArray, StringArray, TimestampNanosecondArray, new_null_array,
+};
+use datafusion::arrow::compute::kernels::boolean::and_kleene;
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -306,6 +311,35 @@ pub fn drop_older_than(batch: &RecordBatch, cutoff: i64) -> Result<Option<Record
         .collect();
     let kept = filter_record_batch(batch, &keep)?;
     Ok((kept.num_rows() > 0).then_some(kept))
+}
+
+/// Which rows of `batch` (aligned to its table's schema) have a time within `[start,
+/// stop]` and every tag of `tags` equal to its value.
+pub fn matching_tags(
+    batch: &RecordBatch,
+    (start, stop): (i64, i64),
+    tags: &[(String, String)],
+) -> Result<BooleanArray> {
+    let mut selected: BooleanArray = match batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+    {
+        Some(times) => times
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t >= start && t <= stop)))
+            .collect(),
+        None => BooleanArray::from(vec![false; batch.num_rows()]),
+    };
+    for (key, value) in tags {
+        let Some(column) = batch.column_by_name(key) else {
+            return Ok(BooleanArray::from(vec![false; batch.num_rows()]));
+        };
+        let text = cast(column, &DataType::Utf8)?;
+        let equal = eq(&text, &StringArray::new_scalar(value.as_str()))?;
+        selected = and_kleene(&selected, &equal)?;
+    }
+    Ok(selected)
 }
 
 /// Reshapes `batch` to `schema`: columns by name, nulls for the ones it lacks.

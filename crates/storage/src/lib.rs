@@ -20,3 +20,9 @@ pub mod write_batch;
 pub use chronosdb_line_protocol::{LineError, Precision};
 pub use engine::{DeleteOutcome, Engine, EngineConfig, RowMatcher, TableSnapshot, WriteOutcome};
 pub use error::{Result, StorageError};
+
+/// Nanoseconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets and
+/// fractions allowed); `None` if it is not one.
+pub fn parse_timestamp_nanos(text: &str) -> Option<i64> {
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text.trim()).ok()
+}

@@ -119,7 +119,7 @@ async fn every_endpoint_checks_every_kind_of_token() {
     };
 
     // HTTP: (method, path, body, status for read_a, write_a, read_b, admin).
-    let endpoints: [(reqwest::Method, &str, &str, [u16; 4]); 7] = [
+    let endpoints: [(reqwest::Method, &str, &str, [u16; 4]); 8] = [
         (
             reqwest::Method::POST,
             "/write?db=a",
@@ -143,6 +143,12 @@ async fn every_endpoint_checks_every_kind_of_token() {
             "/api/v3/write_lp?db=b",
             "cpu v=5 5000000000",
             [403, 403, 403, 204],
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v2/delete?bucket=a",
+            r#"{"start": "1970-01-01T00:00:09Z", "stop": "1970-01-01T00:00:10Z"}"#,
+            [403, 204, 403, 204],
         ),
         (
             reqwest::Method::GET,

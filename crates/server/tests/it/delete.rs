@@ -194,3 +194,81 @@ async fn delete_across_tables_by_regex() {
         .expect_err("bad regex");
     assert_eq!(e.code().map(|c| c.code()), Some("42601"), "{e}");
 }
+
+#[tokio::test]
+async fn delete_over_http_v2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    // 2024-01-01T00:00:00Z and one hour later.
+    let (t0, t1) = (1_704_067_200 * SECOND, 1_704_070_800 * SECOND);
+    server
+        .write(
+            "h",
+            &format!(
+                "cpu,host=a v=1 {t0}\ncpu,host=a v=2 {t1}\ncpu,host=b v=3 {t0}\nmem,host=a v=4 {t0}\nmem,host=b v=5 {t1}"
+            ),
+        )
+        .await;
+    let delete = |body: &'static str| {
+        let url = format!("{}/api/v2/delete?org=any&bucket=h", server.http);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .expect("delete request");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, text) = delete(
+        r#"{"start": "2024-01-01T00:00:00Z", "stop": "2024-01-01T00:30:00Z", "predicate": "_measurement=\"cpu\" AND host=\"a\""}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let client = server.pg("h").await;
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|r| r.get::<_, f64>(0))
+                .collect::<Vec<f64>>()
+        }
+    };
+    assert_eq!(rows("SELECT v FROM cpu ORDER BY v").await, [2.0, 3.0]);
+    // Without _measurement: every table; the whole day.
+    let (status, text) = delete(
+        r#"{"start": "2024-01-01T00:00:00Z", "stop": "2024-01-02T00:00:00Z", "predicate": "host = \"b\""}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(rows("SELECT v FROM cpu ORDER BY v").await, [2.0]);
+    assert_eq!(rows("SELECT v FROM mem ORDER BY v").await, [4.0]);
+    // Refused with a reason: OR, a field, a bad time.
+    for (body, reason) in [
+        (
+            r#"{"start": "2024-01-01T00:00:00Z", "stop": "2024-01-02T00:00:00Z", "predicate": "host=\"a\" OR host=\"b\""}"#,
+            "invalid delete predicate",
+        ),
+        (
+            r#"{"start": "2024-01-01T00:00:00Z", "stop": "2024-01-02T00:00:00Z", "predicate": "v=\"1\""}"#,
+            "compare tags only",
+        ),
+        (
+            r#"{"start": "yesterday", "stop": "2024-01-02T00:00:00Z"}"#,
+            "invalid start time",
+        ),
+    ] {
+        let (status, text) = delete(body).await;
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains(reason), "{body}: {text}");
+    }
+    assert_eq!(rows("SELECT v FROM cpu ORDER BY v").await, [2.0]);
+}
