@@ -17,11 +17,14 @@ use chronosdb_storage::{Engine, RowMatcher, StorageError};
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -107,6 +110,47 @@ fn expand(
             }
         })
         .collect())
+}
+
+/// Refuses `DELETE`s whose condition needs other rows: DataFusion hands the table only
+/// the filters on its own columns, so a subquery or a join would be dropped and the
+/// remaining filters would select more points than the statement asked for.
+#[derive(Debug, Default)]
+pub struct DeleteGuard;
+
+impl AnalyzerRule for DeleteGuard {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let mut refused = false;
+        plan.apply(|node| {
+            if let LogicalPlan::Dml(dml) = node
+                && dml.op == WriteOp::Delete
+            {
+                refused |= dml.input.exists(|n| {
+                    Ok(matches!(n, LogicalPlan::Join(_) | LogicalPlan::Subquery(_))
+                        || n.expressions().iter().any(|e| {
+                            e.exists(|e| {
+                                Ok(matches!(
+                                    e,
+                                    Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_)
+                                ))
+                            })
+                            .unwrap_or(true)
+                        }))
+                })?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if refused {
+            return plan_err!(
+                "DELETE takes conditions on the table's own columns only: subqueries and joins are not supported"
+            );
+        }
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "delete_guard"
+    }
 }
 
 /// Runs one `DELETE` on the engine and answers its count.

@@ -156,6 +156,7 @@ impl QueryEngine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
+            .with_analyzer_rule(Arc::new(delete::DeleteGuard))
             .with_optimizer_rule(Arc::new(last_point::LastPointRule))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
             .build();

@@ -193,6 +193,25 @@ async fn delete_across_tables_by_regex() {
         .await
         .expect_err("bad regex");
     assert_eq!(e.code().map(|c| c.code()), Some("42601"), "{e}");
+    // A condition DataFusion would only partly hand to the table is refused, not widened.
+    let e = client
+        .execute(
+            "DELETE FROM cpu_a WHERE host IN (SELECT host FROM disk WHERE v > 100)",
+            &[],
+        )
+        .await
+        .expect_err("subquery");
+    let message = e
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("subqueries"), "{e:?}");
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM cpu_a", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 1);
 }
 
 #[tokio::test]
