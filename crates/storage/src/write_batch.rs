@@ -70,6 +70,12 @@ pub fn prepare_write(
         });
     }
     let mut rejected = Vec::new();
+    // Points older than the database's retention period would never be seen: refused,
+    // as InfluxDB refuses points beyond its retention policy.
+    let retention = catalog.snapshot().database(database).and_then(|db| {
+        db.retention_nanos
+            .map(|r| (default_time.saturating_sub(r), r))
+    });
     let mut lines: Vec<(usize, ParsedLine<'_>, i64)> = Vec::with_capacity(parsed.len());
     for result in parsed {
         match result {
@@ -89,6 +95,18 @@ pub fn prepare_write(
                     },
                     None => default_time,
                 };
+                if let Some((cutoff, period)) = retention
+                    && time < cutoff
+                {
+                    rejected.push(LineError {
+                        line: line.line,
+                        message: format!(
+                            "the point is older than the database's retention period ({}): it would never be visible",
+                            chronosdb_catalog::format_retention(period)
+                        ),
+                    });
+                    continue;
+                }
                 lines.push((line.line, line, time));
             }
             Err(e) => rejected.push(e),

@@ -131,6 +131,24 @@ async fn retention_hides_old_points_and_deletes_whole_partitions() {
         .expect("system.databases");
     assert_eq!(rows[0].get::<_, Option<String>>(1).as_deref(), Some("1h"));
 
+    // A write of a point older than the period is refused for that line; the rest lands.
+    let (status, text) = server
+        .post(
+            "/api/v3/write_lp?db=r",
+            format!(
+                "cpu,host=old usage=1 {}\ncpu,host=new usage=1 {}",
+                now - 2 * HOUR,
+                now
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("retention period (1h)"), "{text}");
+    assert_eq!(
+        hosts(&client, "SELECT host FROM cpu ORDER BY host").await,
+        ["d", "new"]
+    );
+
     // Bad periods are refused with a clear error.
     let e = client
         .simple_query("ALTER DATABASE r SET RETENTION 'soon'")
