@@ -181,6 +181,11 @@ pub enum CatalogOp {
     SetPersistedWalSequence {
         sequence: u64,
     },
+    /// Removes a table, its files and its metadata.
+    DropTable {
+        database: String,
+        table: String,
+    },
     /// Sets (`Some`, nanoseconds) or removes (`None`) a database's retention period.
     SetRetention {
         database: String,
@@ -296,6 +301,17 @@ impl CatalogState {
                         db.metadata.remove(&key);
                     }
                 }
+            }
+            CatalogOp::DropTable { database, table } => {
+                let db = self
+                    .databases
+                    .get_mut(&database)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound(database.clone()))?;
+                let db = Arc::make_mut(db);
+                if db.tables.remove(&table).is_none() {
+                    return Err(CatalogError::TableNotFound { database, table });
+                }
+                db.metadata.retain(|key, _| key.table != table);
             }
             CatalogOp::SetRetention {
                 database,

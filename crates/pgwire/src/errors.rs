@@ -29,6 +29,7 @@ impl ErrorHandler for SqlStateErrors {
                 (_, ErrorKind::DatabaseExists) => "42P04",
                 (_, ErrorKind::InvalidName) => "42602",
                 (_, ErrorKind::InvalidValue) => "22023",
+                (_, ErrorKind::TableNotFound) => "42P01",
                 (_, ErrorKind::InUse) => "55006",
                 (_, ErrorKind::Other) => "XX000",
             };

@@ -34,6 +34,11 @@ pub enum DatabaseCommand {
         name: String,
         if_exists: bool,
     },
+    /// `DROP TABLE [IF EXISTS] name` in the session's database: the table and its files.
+    DropTable {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 impl DatabaseCommand {
@@ -43,6 +48,7 @@ impl DatabaseCommand {
             DatabaseCommand::Create { .. } => "CREATE DATABASE",
             DatabaseCommand::SetRetention { .. } => "ALTER DATABASE",
             DatabaseCommand::Drop { .. } => "DROP DATABASE",
+            DatabaseCommand::DropTable { .. } => "DROP TABLE",
         }
     }
 }
@@ -69,7 +75,8 @@ pub fn parse_database_command(sql: &str) -> Option<DatabaseCommand> {
     let [verb, object] = words.as_slice() else {
         return None;
     };
-    if !object.eq_ignore_ascii_case("database") {
+    let drops_table = verb.eq_ignore_ascii_case("drop") && object.eq_ignore_ascii_case("table");
+    if !object.eq_ignore_ascii_case("database") && !drops_table {
         return None;
     }
     if verb.eq_ignore_ascii_case("alter") {
@@ -116,6 +123,20 @@ pub fn parse_database_command(sql: &str) -> Option<DatabaseCommand> {
             ..
         } if names.len() == 1 => Some(DatabaseCommand::Drop {
             name: object_name(&names[0]),
+            if_exists,
+        }),
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            ..
+        } if names.len() == 1 => Some(DatabaseCommand::DropTable {
+            // `public.cpu` and `cpu` name the same table.
+            name: object_name(&names[0])
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
             if_exists,
         }),
         _ => None,
@@ -168,6 +189,25 @@ impl QueryEngine {
                 self.engine()
                     .set_retention(name, retention)
                     .await
+                    .map_err(QueryError::Storage)
+            }
+            DatabaseCommand::DropTable { name, if_exists } => {
+                let Some(database) = current else {
+                    return Err(QueryError::DatabaseNotFound(String::new()));
+                };
+                let exists = self
+                    .engine()
+                    .catalog()
+                    .snapshot()
+                    .table(database, name)
+                    .is_some();
+                if *if_exists && !exists {
+                    return Ok(());
+                }
+                self.engine()
+                    .drop_table(database, name)
+                    .await
+                    .map(|_| ())
                     .map_err(QueryError::Storage)
             }
             DatabaseCommand::Drop { name, if_exists } => {
@@ -235,7 +275,13 @@ mod tests {
                 if_exists: false
             })
         );
-        assert_eq!(parse_database_command("DROP TABLE cpu"), None);
+        assert_eq!(
+            parse_database_command("DROP TABLE IF EXISTS public.cpu"),
+            Some(DatabaseCommand::DropTable {
+                name: "cpu".into(),
+                if_exists: true,
+            })
+        );
         assert_eq!(parse_database_command("SELECT 1"), None);
     }
 }

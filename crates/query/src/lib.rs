@@ -66,6 +66,7 @@ pub enum ErrorKind {
     InvalidName,
     /// A value out of range or malformed (a retention period).
     InvalidValue,
+    TableNotFound,
     /// The object is in use (the session's own database).
     InUse,
     Other,
@@ -89,6 +90,9 @@ impl QueryError {
             QueryError::Storage(StorageError::Catalog(
                 CatalogError::InvalidRetention | CatalogError::InvalidRetentionText(_),
             )) => ErrorKind::InvalidValue,
+            QueryError::Storage(StorageError::Catalog(CatalogError::TableNotFound { .. })) => {
+                ErrorKind::TableNotFound
+            }
             QueryError::DropCurrentDatabase(_) => ErrorKind::InUse,
             _ => ErrorKind::Other,
         }

@@ -139,6 +139,12 @@ impl Generation {
         self.tables.retain(|(db, _), _| db != database);
         self.bytes = self.tables.values().map(|t| t.bytes).sum();
     }
+
+    fn remove_table(&mut self, database: &str, table: &str) {
+        self.tables
+            .retain(|(db, t), _| db != database || t != table);
+        self.bytes = self.tables.values().map(|t| t.bytes).sum();
+    }
 }
 
 /// The buffer: one active generation and the frozen ones being persisted.
@@ -211,6 +217,16 @@ impl WriteBuffer {
         for (_, generation) in &mut self.persisting {
             if let Some(generation) = Arc::get_mut(generation) {
                 generation.remove_database(database);
+            }
+        }
+    }
+
+    /// Discards the buffered rows of one table (it was dropped).
+    pub fn remove_table(&mut self, database: &str, table: &str) {
+        self.active.remove_table(database, table);
+        for (_, generation) in &mut self.persisting {
+            if let Some(generation) = Arc::get_mut(generation) {
+                generation.remove_table(database, table);
             }
         }
     }

@@ -676,6 +676,48 @@ impl Engine {
         Ok(deleted)
     }
 
+    /// Drops a table: its buffered rows are persisted first (so no WAL record of it is
+    /// left to replay), then it leaves the catalog and its files are deleted. Writes to
+    /// the name afterwards create a new, empty table. Returns the number of files deleted.
+    pub async fn drop_table(&self, database: &str, table: &str) -> Result<usize> {
+        let _guard = self.persist_lock.lock().await;
+        self.persist_locked().await?;
+        let Some(def) = self.catalog.snapshot().table(database, table).cloned() else {
+            return Err(CatalogError::TableNotFound {
+                database: database.to_string(),
+                table: table.to_string(),
+            }
+            .into());
+        };
+        {
+            // Rows written since the persist belong to the dropped table too.
+            let mut buffer = self.buffer.write();
+            self.catalog.apply(vec![CatalogOp::DropTable {
+                database: database.to_string(),
+                table: table.to_string(),
+            }])?;
+            buffer.remove_table(database, table);
+        }
+        self.save_catalog().await?;
+        let mut deleted = 0;
+        for file in &def.files {
+            self.newest_rows.lock().forget(&file.path);
+            match self
+                .config
+                .object_store
+                .delete(&ObjectPath::from(file.path.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %file.path, error = %e, "could not delete a file of a dropped table")
+                }
+            }
+        }
+        tracing::info!(database, table, files_deleted = deleted, "dropped table");
+        Ok(deleted)
+    }
+
     async fn persist_generation(
         &self,
         generation_id: u64,

@@ -10,6 +10,9 @@ use crate::common::{TestServer, files_under};
 
 const SECOND: i64 = 1_000_000_000;
 
+/// Points per host in the delete test.
+const N: i64 = 20_000;
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -22,9 +25,11 @@ fn points(hosts: &[&str], end: i64, count: i64) -> String {
     let mut lines = Vec::new();
     for host in hosts {
         for i in 0..count {
+            // Values that do not compress to nothing, so file sizes follow row counts.
+            let noise = (i * 7_919 + host.len() as i64 * 104_729) % 1_000_003;
             lines.push(format!(
-                "cpu,host={host} usage={}.5,idle={i}i {}",
-                i % 97,
+                "cpu,host={host} usage={},idle={noise}i {}",
+                noise as f64 / 7.0,
                 end - i * 10 * SECOND
             ));
         }
@@ -59,7 +64,7 @@ async fn delete_removes_points_and_gives_disk_space_back() {
     let server = TestServer::start(dir.path());
     let end = now() - 60 * SECOND;
     server
-        .write("d", &points(&["a", "b", "c", "d"], end, 5_000))
+        .write("d", &points(&["a", "b", "c", "d"], end, N))
         .await;
     // Stopping persists the buffer, so the points are in Parquet files.
     server.stop();
@@ -81,17 +86,17 @@ async fn delete_removes_points_and_gives_disk_space_back() {
         .execute("DELETE FROM cpu WHERE host IN ('a', 'b')", &[])
         .await
         .expect("delete half");
-    assert_eq!(deleted, 10_000);
+    assert_eq!(deleted, 2 * N as u64);
     assert_eq!(
         counts(&client).await,
-        [("c".to_string(), 5_000), ("d".to_string(), 5_000)]
+        [("c".to_string(), N), ("d".to_string(), N)]
     );
     let total: i64 = client
         .query_one("SELECT count(*) FROM cpu", &[])
         .await
         .expect("count")
         .get(0);
-    assert_eq!(total, 10_000);
+    assert_eq!(total, 2 * N);
     let after = parquet_bytes(&objects);
     assert!(
         after * 10 < before * 7,
@@ -116,7 +121,7 @@ async fn delete_removes_points_and_gives_disk_space_back() {
         .expect("command complete");
     // 360 persisted points of the last hour before `end`, and the 30 buffered ones.
     assert_eq!(deleted, 390);
-    let expected = [("c".to_string(), 4_640), ("d".to_string(), 5_000)];
+    let expected = [("c".to_string(), N - 360), ("d".to_string(), N)];
     assert_eq!(counts(&client).await, expected);
     // A statement over nothing deletes nothing.
     assert_eq!(
@@ -139,7 +144,7 @@ async fn delete_removes_points_and_gives_disk_space_back() {
             .execute("DELETE FROM cpu", &[])
             .await
             .expect("delete all"),
-        9_650
+        (2 * N - 360 + 10) as u64
     );
     assert!(counts(&client).await.is_empty());
     assert_eq!(parquet_bytes(&objects), 0);
@@ -290,4 +295,59 @@ async fn delete_over_http_v2() {
         assert!(text.contains(reason), "{body}: {text}");
     }
     assert_eq!(rows("SELECT v FROM cpu ORDER BY v").await, [2.0]);
+}
+
+#[tokio::test]
+async fn drop_table_frees_its_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let t = now();
+    server
+        .write("t", &format!("cpu,host=a v=1 {t}\nmem,host=a v=2 {t}"))
+        .await;
+    server.stop();
+    let server = TestServer::start(dir.path());
+    // One more point of cpu, still in the buffer and the WAL.
+    server
+        .write("t", &format!("cpu,host=b v=3 {}", t + SECOND))
+        .await;
+    let cpu_files = dir.path().join("objects").join("t").join("cpu");
+    assert!(parquet_bytes(&cpu_files) > 0);
+    let client = server.pg("t").await;
+    client.simple_query("DROP TABLE cpu").await.expect("drop");
+    assert_eq!(parquet_bytes(&cpu_files), 0);
+    let e = client
+        .query("SELECT * FROM cpu", &[])
+        .await
+        .expect_err("gone");
+    assert!(e.as_db_error().is_some(), "{e:?}");
+    let e = client
+        .simple_query("DROP TABLE cpu")
+        .await
+        .expect_err("no such table");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P01"), "{e:?}");
+    client
+        .simple_query("DROP TABLE IF EXISTS cpu")
+        .await
+        .expect("if exists");
+    // A crash brings back neither the files nor the buffered point.
+    server.kill9();
+    let server = TestServer::start(dir.path());
+    let client = server.pg("t").await;
+    let tables: Vec<String> = client
+        .query("SELECT table_name FROM system.tables ORDER BY 1", &[])
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["mem"]);
+    // A later write makes a new, empty table of the name.
+    server.write("t", &format!("cpu,host=c v=4 {t}")).await;
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM cpu", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
 }
