@@ -17,7 +17,7 @@ use chronosdb_storage::{RowMatcher, parse_timestamp_nanos};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, Peer, auth, peer_ip, required};
+use crate::{ApiError, AppState, Peer, auth, bucket_database, peer_ip, required};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeleteParams {
@@ -70,8 +70,7 @@ pub(crate) async fn delete_v2(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let bucket = required(params.bucket, "bucket")?;
-    let db = bucket.split('/').next().unwrap_or(&bucket).to_string();
+    let db = bucket_database(required(params.bucket, "bucket")?);
     auth::authorize(
         &state,
         peer_ip(&peer),

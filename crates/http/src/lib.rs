@@ -156,9 +156,7 @@ async fn write_v2(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // A v2 bucket may carry a retention policy suffix ("db/rp"); the database is before it.
-    let bucket = required(params.bucket, "bucket")?;
-    let db = bucket.split('/').next().unwrap_or(&bucket).to_string();
+    let db = bucket_database(required(params.bucket, "bucket")?);
     auth::authorize(
         &state,
         peer_ip(&peer),
@@ -190,6 +188,14 @@ async fn write_v3(
     )
     .await?;
     write(&state, &db, params.precision, partial, &headers, body).await
+}
+
+/// The database of a v2 bucket, which may carry a retention policy suffix (`db/rp`).
+fn bucket_database(bucket: String) -> String {
+    match bucket.split_once('/') {
+        Some((db, _)) => db.to_string(),
+        None => bucket,
+    }
 }
 
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {

@@ -508,17 +508,8 @@ impl Engine {
             },
         ])
         .await?;
-        for file in &removed {
-            self.newest_rows.lock().forget(&file.path);
-            if let Err(e) = self
-                .config
-                .object_store
-                .delete(&ObjectPath::from(file.path.as_str()))
-                .await
-            {
-                tracing::warn!(file = %file.path, error = %e, "could not delete a rewritten file");
-            }
-        }
+        self.delete_files(removed.iter().map(|f| f.path.as_str()), "a rewritten file")
+            .await;
         tracing::info!(
             database,
             table,
@@ -609,21 +600,9 @@ impl Engine {
             return Ok(0);
         }
         self.apply_catalog_ops(ops).await?;
-        let mut deleted = 0;
-        for path in &expired {
-            self.newest_rows.lock().forget(path);
-            match self
-                .config
-                .object_store
-                .delete(&ObjectPath::from(path.as_str()))
-                .await
-            {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => {
-                    tracing::warn!(file = %path, error = %e, "could not delete an expired file")
-                }
-            }
-        }
+        let deleted = self
+            .delete_files(expired.iter().map(String::as_str), "an expired file")
+            .await;
         tracing::info!(files_deleted = deleted, "retention: deleted expired files");
         Ok(deleted)
     }
@@ -658,20 +637,13 @@ impl Engine {
         } else {
             self.save_catalog().await?;
         }
-        let mut deleted = 0;
-        for file in def.tables.values().flat_map(|t| t.files.iter()) {
-            match self
-                .config
-                .object_store
-                .delete(&ObjectPath::from(file.path.as_str()))
-                .await
-            {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => {
-                    tracing::warn!(file = %file.path, error = %e, "could not delete a file of a dropped database")
-                }
-            }
-        }
+        let files = def.tables.values().flat_map(|t| t.files.iter());
+        let deleted = self
+            .delete_files(
+                files.map(|f| f.path.as_str()),
+                "a file of a dropped database",
+            )
+            .await;
         tracing::info!(database, files_deleted = deleted, "dropped database");
         Ok(deleted)
     }
@@ -699,23 +671,34 @@ impl Engine {
             buffer.remove_table(database, table);
         }
         self.save_catalog().await?;
+        let deleted = self
+            .delete_files(
+                def.files.iter().map(|f| f.path.as_str()),
+                "a file of a dropped table",
+            )
+            .await;
+        tracing::info!(database, table, files_deleted = deleted, "dropped table");
+        Ok(deleted)
+    }
+
+    /// Deletes files the catalog no longer references (it must be saved first) and
+    /// forgets their newest rows; returns how many are gone. A failure is logged, not
+    /// returned: the file is only unreferenced garbage by then.
+    async fn delete_files<'a>(&self, paths: impl Iterator<Item = &'a str>, what: &str) -> usize {
         let mut deleted = 0;
-        for file in &def.files {
-            self.newest_rows.lock().forget(&file.path);
+        for path in paths {
+            self.newest_rows.lock().forget(path);
             match self
                 .config
                 .object_store
-                .delete(&ObjectPath::from(file.path.as_str()))
+                .delete(&ObjectPath::from(path))
                 .await
             {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => {
-                    tracing::warn!(file = %file.path, error = %e, "could not delete a file of a dropped table")
-                }
+                Err(e) => tracing::warn!(file = %path, error = %e, "could not delete {what}"),
             }
         }
-        tracing::info!(database, table, files_deleted = deleted, "dropped table");
-        Ok(deleted)
+        deleted
     }
 
     async fn persist_generation(
