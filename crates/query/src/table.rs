@@ -58,19 +58,19 @@ pub struct ChronosTable {
 }
 
 impl ChronosTable {
-    /// The rows a scan with `filters` reads at most: each overlapping file's row count
-    /// scaled by the part of its time range the filters keep, plus the buffered rows.
-    /// `None` if the table cannot be read.
+    /// The rows a scan with `filters` reads at most: each file's row count scaled by the
+    /// part of its time range the filters (and the retention period) keep, and the same
+    /// for the buffer; from counters, without reading a batch. `Some(0)` for a table that
+    /// no longer exists.
     pub fn estimated_rows(&self, filters: &[Expr]) -> Option<u64> {
-        let snapshot = self
-            .engine
-            .table_snapshot(&self.database, &self.name)
-            .ok()?;
-        let Some(snapshot) = snapshot else {
+        let Some(extent) = self.engine.table_extent(&self.database, &self.name) else {
             return Some(0);
         };
-        let bounds = TimeBounds::from_filters(filters);
-        let files: f64 = snapshot
+        let mut bounds = TimeBounds::from_filters(filters);
+        if let Some(cutoff) = extent.retention_cutoff {
+            bounds.min = bounds.min.max(cutoff);
+        }
+        let in_files: f64 = extent
             .files
             .iter()
             .map(|f| {
@@ -78,8 +78,10 @@ impl ChronosTable {
                     * overlap_fraction(f.min_time, f.max_time, bounds.min, bounds.max)
             })
             .sum();
-        let buffered: usize = snapshot.buffered.iter().map(RecordBatch::num_rows).sum();
-        Some(files.ceil() as u64 + buffered as u64)
+        let in_buffer = extent.buffered.map_or(0.0, |(rows, lo, hi)| {
+            rows as f64 * overlap_fraction(lo, hi, bounds.min, bounds.max)
+        });
+        Some((in_files + in_buffer).ceil() as u64)
     }
 
     pub fn new(engine: Arc<Engine>, database: &str, name: &str, schema: &TableSchema) -> Self {

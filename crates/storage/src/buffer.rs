@@ -274,6 +274,19 @@ impl WriteBuffer {
         Ok((out, may_have_duplicates || generations_with_rows > 1))
     }
 
+    /// Rows buffered for a table and their time range (`None` when there are none),
+    /// from counters: no batch is read.
+    pub fn table_extent(&self, database: &str, table: &str) -> Option<(usize, i64, i64)> {
+        let key = (database.to_string(), table.to_string());
+        self.persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active))
+            .filter_map(|g| g.tables.get(&key))
+            .map(|b| (b.rows, b.min_time, b.max_time))
+            .reduce(|(r1, lo1, hi1), (r2, lo2, hi2)| (r1 + r2, lo1.min(lo2), hi1.max(hi2)))
+    }
+
     /// Names of the tables with buffered data in `database`.
     pub fn table_names(&self, database: &str) -> Vec<String> {
         let generations = self

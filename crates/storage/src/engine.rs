@@ -78,6 +78,15 @@ pub struct TableSnapshot {
     pub retention_cutoff: Option<i64>,
 }
 
+/// How much a table holds, from counters only (see [`Engine::table_extent`]).
+#[derive(Debug, Clone)]
+pub struct TableExtent {
+    pub files: Vec<ParquetFile>,
+    /// Buffered rows and their time range.
+    pub buffered: Option<(usize, i64, i64)>,
+    pub retention_cutoff: Option<i64>,
+}
+
 enum WalCommand {
     Write {
         header: Vec<u8>,
@@ -366,6 +375,7 @@ impl Engine {
         };
         let (mut buffered, buffered_may_have_duplicates) =
             buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+        let buffer_min_time = buffer.table_extent(database, table).map(|(_, lo, _)| lo);
         drop(buffer);
         let mut files = def.files.clone();
         let retention_cutoff = catalog
@@ -373,6 +383,11 @@ impl Engine {
             .and_then(|db| db.retention_cutoff(now_nanos()));
         if let Some(cutoff) = retention_cutoff {
             files.retain(|f| f.max_time >= cutoff);
+        }
+        // The buffer usually holds only recent points: it is read only when it holds older.
+        if let Some(cutoff) = retention_cutoff
+            && buffer_min_time.is_some_and(|lo| lo < cutoff)
+        {
             let mut kept = Vec::with_capacity(buffered.len());
             for batch in &buffered {
                 kept.extend(drop_older_than(batch, cutoff)?);
@@ -386,6 +401,20 @@ impl Engine {
             buffered_may_have_duplicates,
             retention_cutoff,
         }))
+    }
+
+    /// A table's persisted files (from the catalog) and its buffered row count and time
+    /// range, without reading any batch: for estimates made before planning.
+    pub fn table_extent(&self, database: &str, table: &str) -> Option<TableExtent> {
+        let catalog = self.catalog.snapshot();
+        let def = catalog.table(database, table)?;
+        Some(TableExtent {
+            files: def.files.clone(),
+            buffered: self.buffer.read().table_extent(database, table),
+            retention_cutoff: catalog
+                .database(database)
+                .and_then(|db| db.retention_cutoff(now_nanos())),
+        })
     }
 
     /// Bytes held by the write buffer (all generations).

@@ -18,7 +18,9 @@ pub mod wal;
 pub mod write_batch;
 
 pub use chronosdb_line_protocol::{LineError, Precision};
-pub use engine::{DeleteOutcome, Engine, EngineConfig, RowMatcher, TableSnapshot, WriteOutcome};
+pub use engine::{
+    DeleteOutcome, Engine, EngineConfig, RowMatcher, TableExtent, TableSnapshot, WriteOutcome,
+};
 pub use error::{Result, StorageError};
 
 /// Nanoseconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets and
