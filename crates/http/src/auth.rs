@@ -58,6 +58,25 @@ pub(crate) async fn authorize(
     Ok(record)
 }
 
+/// Checks that the request may write to `database` (writes and deletes over v2/v3; v1
+/// also accepts the token in `p` and calls [`authorize`] itself).
+pub(crate) async fn require_write(
+    state: &AppState,
+    peer: &Peer,
+    headers: &HeaderMap,
+    database: &str,
+) -> Result<TokenRecord, ApiError> {
+    authorize(
+        state,
+        peer_ip(peer),
+        headers,
+        None,
+        Some(database),
+        Access::Write,
+    )
+    .await
+}
+
 /// Checks that the request carries an admin token (database and token management).
 pub(crate) async fn require_admin(
     state: &AppState,

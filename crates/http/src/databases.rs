@@ -78,6 +78,14 @@ pub(crate) async fn list(
     ))
 }
 
+/// The answer to a create or update: the database and its retention period.
+fn database_answer(status: StatusCode, db: &str, retention: Option<i64>) -> Response {
+    json(
+        status,
+        serde_json::json!({ "db": db, "retention_period": retention.map(format_retention) }),
+    )
+}
+
 /// `POST {"db": "name", "retention_period": "30d"}`: 201, or 409 if it exists.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -92,13 +100,7 @@ pub(crate) async fn create(
         .create_database(&request.db, retention)
         .await
         .map_err(ApiError::from_storage)?;
-    Ok(json(
-        StatusCode::CREATED,
-        serde_json::json!({
-            "db": request.db,
-            "retention_period": retention.map(format_retention),
-        }),
-    ))
+    Ok(database_answer(StatusCode::CREATED, &request.db, retention))
 }
 
 /// `PUT {"db": "name", "retention_period": "7d"}` (or `null`/`"none"`): sets the retention
@@ -116,13 +118,7 @@ pub(crate) async fn update(
         .set_retention(&request.db, retention)
         .await
         .map_err(ApiError::from_storage)?;
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({
-            "db": request.db,
-            "retention_period": retention.map(format_retention),
-        }),
-    ))
+    Ok(database_answer(StatusCode::OK, &request.db, retention))
 }
 
 /// `DELETE ?db=name`: drops the database and deletes its files; 404 if it does not exist.

@@ -11,13 +11,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chronosdb_catalog::ColumnKind;
-use chronosdb_catalog::tokens::Access;
 use chronosdb_storage::buffer::matching_tags;
 use chronosdb_storage::{RowMatcher, parse_timestamp_nanos};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, Peer, auth, bucket_database, peer_ip, required};
+use crate::{ApiError, AppState, Peer, auth, bucket_database, required};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeleteParams {
@@ -71,15 +70,7 @@ pub(crate) async fn delete_v2(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let db = bucket_database(required(params.bucket, "bucket")?);
-    auth::authorize(
-        &state,
-        peer_ip(&peer),
-        &headers,
-        None,
-        Some(&db),
-        Access::Write,
-    )
-    .await?;
+    auth::require_write(&state, &peer, &headers, &db).await?;
     let request: DeleteBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON like {{\"start\": \"2024-01-01T00:00:00Z\", \"stop\": \"2024-02-01T00:00:00Z\", \"predicate\": \"_measurement=\\\"cpu\\\" AND host=\\\"a\\\"\"}}: {e}"

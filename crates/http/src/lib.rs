@@ -157,15 +157,7 @@ async fn write_v2(
     body: Body,
 ) -> Result<Response, ApiError> {
     let db = bucket_database(required(params.bucket, "bucket")?);
-    auth::authorize(
-        &state,
-        peer_ip(&peer),
-        &headers,
-        None,
-        Some(&db),
-        Access::Write,
-    )
-    .await?;
+    auth::require_write(&state, &peer, &headers, &db).await?;
     write(&state, &db, params.precision, true, &headers, body).await
 }
 
@@ -178,15 +170,7 @@ async fn write_v3(
 ) -> Result<Response, ApiError> {
     let db = required(params.db, "db")?;
     let partial = params.accept_partial.unwrap_or(true);
-    auth::authorize(
-        &state,
-        peer_ip(&peer),
-        &headers,
-        None,
-        Some(&db),
-        Access::Write,
-    )
-    .await?;
+    auth::require_write(&state, &peer, &headers, &db).await?;
     write(&state, &db, params.precision, partial, &headers, body).await
 }
 

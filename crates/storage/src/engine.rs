@@ -545,6 +545,8 @@ impl Engine {
             rows_deleted = outcome.rows_deleted,
             files_rewritten = outcome.files_rewritten,
             files_removed = outcome.files_removed,
+            bytes_before = outcome.bytes_before,
+            bytes_after = outcome.bytes_after,
             "deleted points"
         );
         Ok(outcome)
