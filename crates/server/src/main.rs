@@ -63,6 +63,12 @@ enum Command {
     Token(admin::TokenArgs),
 }
 
+/// mimalloc rather than the system allocator: planning and executing a query makes tens of
+/// thousands of small allocations, and glibc's malloc/free was ~15 % of server CPU on the
+/// single-series benchmark queries (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The HTTP client of the admin commands (reqwest) finds its TLS crypto here; rustls is
