@@ -58,6 +58,19 @@ pub struct ParquetFile {
     pub max_time: i64,
     pub row_count: u64,
     pub size_bytes: u64,
+    /// Where the file stands in write order, when that is not its id: a file made from
+    /// older files (a compaction, or a rewrite by a delete) takes the newest of theirs, so
+    /// a point written again later, in a file outside the merge, still wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_order: Option<u64>,
+}
+
+impl ParquetFile {
+    /// The file's place in write order: points in a later file replace the same points
+    /// (same series and time) in an earlier one, field by field.
+    pub fn write_order(&self) -> u64 {
+        self.write_order.unwrap_or(self.id)
+    }
 }
 
 /// One table: its schema and its persisted files.
@@ -580,6 +593,7 @@ mod tests {
                         max_time: 2,
                         row_count: 3,
                         size_bytes: 4,
+                        write_order: Some(5),
                     }],
                 },
             ])

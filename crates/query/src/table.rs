@@ -309,26 +309,18 @@ impl TableProvider for ChronosTable {
                     Chunk::File(f) => files.push(f),
                     Chunk::Buffer(b, ..) => {
                         // Files are older than the buffer: read them first.
-                        if !files.is_empty() {
-                            let plan = parquet_plan(
-                                state,
-                                &schema,
-                                std::mem::take(&mut files),
-                                None,
-                                None,
-                            )?;
-                            batches.extend(
-                                datafusion::physical_plan::collect(plan, state.task_ctx()).await?,
-                            );
-                        }
+                        read_in_write_order(
+                            state,
+                            &schema,
+                            std::mem::take(&mut files),
+                            &mut batches,
+                        )
+                        .await?;
                         batches.extend(b);
                     }
                 }
             }
-            if !files.is_empty() {
-                let plan = parquet_plan(state, &schema, files, None, None)?;
-                batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
-            }
+            read_in_write_order(state, &schema, files, &mut batches).await?;
             batches.retain(|b| b.num_rows() > 0);
             if batches.is_empty() {
                 continue;
@@ -359,6 +351,22 @@ impl TableProvider for ChronosTable {
             None => Ok(plan),
         }
     }
+}
+
+/// Appends the rows of `files` (given in write order) to `batches`, file after file: the
+/// merge that follows lets a later row win, so rows of different files must not
+/// interleave, as they would if one plan read the files in parallel partitions.
+async fn read_in_write_order(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    files: Vec<ParquetFile>,
+    batches: &mut Vec<RecordBatch>,
+) -> Result<()> {
+    for file in files {
+        let plan = parquet_plan(state, schema, vec![file], None, None)?;
+        batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
+    }
+    Ok(())
 }
 
 /// Keeps the rows of `plan` at or after `cutoff` (the retention period's start); with
@@ -487,10 +495,10 @@ fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
 
 /// Groups chunks whose time ranges overlap (transitively), each group in write order.
 fn overlap_groups(mut chunks: Vec<Chunk>) -> Vec<Vec<Chunk>> {
-    // Write order: files by id, then the buffer.
+    // Write order: files by their write order, then the buffer.
     let order = |c: &Chunk| match c {
-        Chunk::File(f) => f.id,
-        Chunk::Buffer(..) => u64::MAX,
+        Chunk::File(f) => (f.write_order(), f.id),
+        Chunk::Buffer(..) => (u64::MAX, u64::MAX),
     };
     let mut by_start: Vec<usize> = (0..chunks.len()).collect();
     by_start.sort_by_key(|i| chunks[*i].range().0);

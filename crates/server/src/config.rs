@@ -60,6 +60,21 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_RETENTION_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub retention_check_interval: Duration,
 
+    /// How often partitions are checked for small Parquet files to merge (e.g. `1m`;
+    /// `0` turns compaction off).
+    #[arg(long, env = "CHRONOSDB_COMPACTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub compaction_interval: Duration,
+
+    /// The size compaction makes files (e.g. `64MiB`); a merge reads at most this much,
+    /// and at most 8 million rows, into memory.
+    #[arg(long, env = "CHRONOSDB_COMPACTION_TARGET_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub compaction_target_size: usize,
+
+    /// Small files of similar size that make a partition still being written worth
+    /// merging (a partition whose day ended over an hour ago merges any two).
+    #[arg(long, env = "CHRONOSDB_COMPACTION_MIN_FILES", default_value = "8", value_parser = clap::value_parser!(u16).range(2..))]
+    pub compaction_min_files: u16,
+
     /// Largest accepted write request body, after gzip decompression (e.g. `32MiB`).
     #[arg(long, env = "CHRONOSDB_MAX_REQUEST_SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub max_request_size: usize,

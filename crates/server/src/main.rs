@@ -15,7 +15,7 @@ use chronosdb_catalog::tokens::TokenStore;
 use chronosdb_http::{HttpConfig, HttpTls};
 use chronosdb_pgwire::PgFrontend;
 use chronosdb_query::QueryEngine;
-use chronosdb_storage::{Engine, EngineConfig};
+use chronosdb_storage::{CompactionConfig, Engine, EngineConfig};
 use clap::{Parser, Subcommand};
 
 /// Errors that stop the server at start-up.
@@ -130,6 +130,11 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         persist_buffer_bytes: args.buffer_size,
         persist_max_age: args.persist_interval,
         retention_check_interval: args.retention_check_interval,
+        compaction: CompactionConfig {
+            interval: args.compaction_interval,
+            target_bytes: args.compaction_target_size as u64,
+            min_files: args.compaction_min_files.into(),
+        },
     })
     .await?;
     let http = tokio::net::TcpListener::bind(args.http_bind)

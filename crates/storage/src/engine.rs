@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::buffer::{Generation, WriteBuffer};
 use crate::buffer::{align_batch, drop_older_than, time_range};
+use crate::compaction::{CompactionConfig, compactor_loop};
 use crate::error::{Result, StorageError};
 use crate::persist::{
     encode_parquet, for_each_partition, newest_per_series, sort_and_merge_by, sort_key,
@@ -54,6 +55,8 @@ pub struct EngineConfig {
     pub persist_max_age: Duration,
     /// How often files older than their database's retention period are looked for.
     pub retention_check_interval: Duration,
+    /// Background merging of small files.
+    pub compaction: CompactionConfig,
 }
 
 /// What a write did: how many lines were stored and which were refused.
@@ -119,6 +122,10 @@ pub struct Engine {
     buffer: Arc<RwLock<WriteBuffer>>,
     wal_tx: mpsc::Sender<WalCommand>,
     persist_lock: tokio::sync::Mutex<()>,
+    /// Held by whatever replaces or removes existing files (compaction, deletes,
+    /// retention, drops), so two of them never work on the same file. Taken before
+    /// `persist_lock` when both are needed.
+    rewrite_lock: tokio::sync::Mutex<()>,
     /// Serialises catalog saves, so an older snapshot never overwrites a newer one.
     catalog_save_lock: tokio::sync::Mutex<()>,
     /// Each Parquet file's newest row per series, for last-point queries.
@@ -137,7 +144,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -148,7 +155,11 @@ impl Engine {
     /// Loads the catalog, replays the WAL into the buffer, and starts the WAL writer and
     /// the persister.
     pub async fn open(config: EngineConfig) -> Result<Arc<Self>> {
-        let catalog = Arc::new(load_catalog(config.object_store.as_ref()).await?);
+        let (catalog, found) = load_catalog(config.object_store.as_ref()).await?;
+        if found {
+            remove_unreferenced_files(&catalog, config.object_store.as_ref()).await?;
+        }
+        let catalog = Arc::new(catalog);
         let persisted = catalog.snapshot().persisted_wal_sequence;
         let wal_dir = config.wal_dir.clone();
         let records = tokio::task::spawn_blocking(move || replay(&wal_dir))
@@ -213,6 +224,7 @@ impl Engine {
             buffer,
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
+            rewrite_lock: tokio::sync::Mutex::new(()),
             catalog_save_lock: tokio::sync::Mutex::new(()),
             newest_rows: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
@@ -222,11 +234,22 @@ impl Engine {
         let weak = Arc::downgrade(&engine);
         let wakeup = engine.persist_wakeup.clone();
         tokio::spawn(async move { persister_loop(weak, wakeup).await });
+        let weak = Arc::downgrade(&engine);
+        let interval = engine.config.compaction.interval;
+        tokio::spawn(async move { compactor_loop(weak, interval).await });
         Ok(engine)
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    pub(crate) fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub(crate) fn rewrite_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.rewrite_lock
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
@@ -454,6 +477,7 @@ impl Engine {
         (min_time, max_time): (i64, i64),
         matches: RowMatcher,
     ) -> Result<DeleteOutcome> {
+        let _rewrite = self.rewrite_lock.lock().await;
         let _guard = self.persist_lock.lock().await;
         self.persist_locked().await?;
         let catalog = self.catalog.snapshot();
@@ -492,7 +516,7 @@ impl Engine {
             outcome.bytes_before += file.size_bytes;
             removed.push(file.clone());
             if let Some(kept) = kept {
-                rewritten.push((file.partition_start, kept));
+                rewritten.push((file.partition_start, file.write_order(), kept));
             }
         }
         if removed.is_empty() {
@@ -500,7 +524,9 @@ impl Engine {
         }
         let first_id = self.catalog.reserve_file_ids(rewritten.len() as u64);
         let mut files = Vec::with_capacity(rewritten.len());
-        for (i, (partition, (batch, sort_key, newest))) in rewritten.into_iter().enumerate() {
+        for (i, (partition, write_order, (batch, sort_key, newest))) in
+            rewritten.into_iter().enumerate()
+        {
             let id = first_id + i as u64;
             let path = file_path(database, table, partition, id);
             let (min, max) = time_range(&batch).unwrap_or((partition, partition));
@@ -520,6 +546,8 @@ impl Engine {
                 max_time: max,
                 row_count: batch.num_rows() as u64,
                 size_bytes,
+                // The rewrite stands where the original did in write order.
+                write_order: Some(write_order),
             });
         }
         outcome.files_rewritten = files.len();
@@ -602,6 +630,10 @@ impl Engine {
     /// is deleted, so a crash in between leaves unreferenced files, never references to
     /// missing ones. Returns the number of files deleted.
     pub async fn enforce_retention(&self) -> Result<usize> {
+        // A compaction or delete at work: check again next time rather than wait.
+        let Ok(_rewrite) = self.rewrite_lock.try_lock() else {
+            return Ok(0);
+        };
         let now = now_nanos();
         let catalog = self.catalog.snapshot();
         let mut ops = Vec::new();
@@ -643,6 +675,7 @@ impl Engine {
     /// the catalog without it is saved. Returns the number of files deleted. Writes to the
     /// name afterwards create a new, empty database.
     pub async fn drop_database(&self, database: &str) -> Result<usize> {
+        let _rewrite = self.rewrite_lock.lock().await;
         let _guard = self.persist_lock.lock().await;
         let Some(def) = self.catalog.snapshot().database(database).cloned() else {
             return Err(CatalogError::DatabaseNotFound(database.to_string()).into());
@@ -683,6 +716,7 @@ impl Engine {
     /// left to replay), then it leaves the catalog and its files are deleted. Writes to
     /// the name afterwards create a new, empty table. Returns the number of files deleted.
     pub async fn drop_table(&self, database: &str, table: &str) -> Result<usize> {
+        let _rewrite = self.rewrite_lock.lock().await;
         let _guard = self.persist_lock.lock().await;
         self.persist_locked().await?;
         let Some(def) = self.catalog.snapshot().table(database, table).cloned() else {
@@ -715,7 +749,11 @@ impl Engine {
     /// Deletes files the catalog no longer references (it must be saved first) and
     /// forgets their newest rows; returns how many are gone. A failure is logged, not
     /// returned: the file is only unreferenced garbage by then.
-    async fn delete_files<'a>(&self, paths: impl Iterator<Item = &'a str>, what: &str) -> usize {
+    pub(crate) async fn delete_files<'a>(
+        &self,
+        paths: impl Iterator<Item = &'a str>,
+        what: &str,
+    ) -> usize {
         let mut deleted = 0;
         for path in paths {
             self.newest_rows.lock().forget(path);
@@ -788,6 +826,7 @@ impl Engine {
                     max_time,
                     row_count,
                     size_bytes,
+                    write_order: None,
                 });
             }
             files_written += files.len();
@@ -874,7 +913,7 @@ fn keep_unmatched(bytes: Bytes, schema: &TableSchema, matches: &RowMatcher) -> R
 }
 
 /// `<db>/<table>/<YYYY-MM-DD>/<id>.parquet`
-fn file_path(database: &str, table: &str, partition_start: i64, id: u64) -> ObjectPath {
+pub(crate) fn file_path(database: &str, table: &str, partition_start: i64, id: u64) -> ObjectPath {
     let day = partition_start.div_euclid(crate::persist::PARTITION_NANOS);
     let date = civil_date(day);
     ObjectPath::from_iter([
@@ -900,15 +939,53 @@ pub fn civil_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-async fn load_catalog(store: &dyn ObjectStore) -> Result<Catalog> {
+/// The saved catalog, and whether there was one.
+async fn load_catalog(store: &dyn ObjectStore) -> Result<(Catalog, bool)> {
     match store.get(&ObjectPath::from(CATALOG_PATH)).await {
         Ok(result) => {
             let bytes = result.bytes().await?;
-            Ok(Catalog::from_json(&bytes)?)
+            Ok((Catalog::from_json(&bytes)?, true))
         }
-        Err(object_store::Error::NotFound { .. }) => Ok(Catalog::default()),
+        Err(object_store::Error::NotFound { .. }) => Ok((Catalog::default(), false)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes the Parquet files the saved catalog does not reference: left by a crash
+/// between writing new files and saving the catalog (a persist, compaction or delete
+/// that did not finish), or between saving it and deleting the files it replaced. Run at
+/// start-up, before anything writes, and only when a catalog was found (without one,
+/// every file would look unreferenced).
+async fn remove_unreferenced_files(catalog: &Catalog, store: &dyn ObjectStore) -> Result<()> {
+    use futures::TryStreamExt;
+    let snapshot = catalog.snapshot();
+    let referenced: std::collections::HashSet<&str> = snapshot
+        .databases
+        .values()
+        .flat_map(|db| db.tables.values())
+        .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+        .collect();
+    let objects: Vec<object_store::ObjectMeta> = store.list(None).try_collect().await?;
+    let mut removed = 0usize;
+    for object in objects {
+        let path = object.location.as_ref();
+        if !path.ends_with(".parquet") || referenced.contains(path) {
+            continue;
+        }
+        match store.delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+            Err(e) => {
+                tracing::warn!(file = %path, error = %e, "could not delete an unreferenced file")
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed Parquet files the catalog does not reference (left by an interrupted persist, compaction or delete)"
+        );
+    }
+    Ok(())
 }
 
 /// Rows kept in the newest-rows cache across all files (one per series per file).
@@ -1054,6 +1131,7 @@ mod tests {
             persist_buffer_bytes: usize::MAX,
             persist_max_age: Duration::from_secs(3600),
             retention_check_interval: Duration::from_secs(3600),
+            compaction: crate::CompactionConfig::default(),
         }
     }
 

@@ -4,11 +4,13 @@
 //!
 //! Modules, in the order data flows through them: [`write_batch`] (parse and validate a
 //! request into Arrow batches), [`record`] and [`wal`] (log it durably), [`buffer`] (make it
-//! queryable), [`persist`] (sort, merge and encode it as Parquet), [`engine`] (the threads
+//! queryable), [`persist`] (sort, merge and encode it as Parquet), [`compaction`] (merge small
+//! files into large ones), [`engine`] (the threads
 //! and tasks that run all of this, and recovery at start-up). [`shard`] names the shard
 //! every point is routed to.
 
 pub mod buffer;
+pub mod compaction;
 pub mod engine;
 pub mod error;
 pub mod persist;
@@ -18,6 +20,7 @@ pub mod wal;
 pub mod write_batch;
 
 pub use chronosdb_line_protocol::{LineError, Precision};
+pub use compaction::{CompactionConfig, CompactionOutcome};
 pub use engine::{
     DeleteOutcome, Engine, EngineConfig, RowMatcher, TableExtent, TableSnapshot, WriteOutcome,
 };

@@ -70,7 +70,7 @@ pub fn for_each_partition(
     Ok(())
 }
 
-fn times(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
+pub(crate) fn times(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
     // Column 0 is `time` in every table schema (TableSchema puts it first).
     batch
         .column(0)

@@ -4,6 +4,7 @@
 mod auth;
 mod clients;
 mod common;
+mod compaction;
 mod compat;
 mod crash;
 mod databases;

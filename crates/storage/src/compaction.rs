@@ -1,0 +1,485 @@
+//! Compaction: merges the small Parquet files of a time partition into large, sorted,
+//! deduplicated ones, in the background, so that a long ingest (one file per table and
+//! day at every persist) does not leave thousands of small files behind.
+//!
+//! Policy (size-tiered, so a byte is rewritten a few times, not once per persist): files
+//! under half the target size are *small*; they fall into tiers by size (below 1 MiB, then
+//! ×`min_files` per tier). A partition still receiving data is compacted when one tier
+//! holds `min_files` files, which are merged into one file of the next tier. A partition
+//! whose day ended more than an hour ago merges all its small files at once. One merge
+//! reads at most the target size (and [`MAX_MERGE_ROWS`] rows) of input.
+//!
+//! Correctness: a point written again replaces the older one field by field, and files
+//! are merged in write order, so the merged file holds what the inputs said together. It
+//! takes the newest write order of its inputs; any other file that overlaps them in time
+//! and sits between them in write order is pulled into the merge, so no newer value can
+//! end up behind an older one. Outputs are cut at time boundaries: they never overlap one
+//! another, and queries scan them without merging.
+//!
+//! Crash safety: new files are written first, then the catalog swaps the old set for the
+//! new one in one saved step, and only then are the old files deleted (after a grace
+//! period, for queries still reading them). A crash before the catalog is saved leaves the
+//! old set and unreferenced new files; after it, the new set and unreferenced old files.
+//! Unreferenced files are removed when the server next starts ([`Engine::open`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronosdb_catalog::{CatalogOp, ParquetFile, TableSchema};
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::buffer::{align_batch, time_range};
+use crate::engine::{Engine, file_path, now_nanos};
+use crate::error::{Result, StorageError};
+use crate::persist::{
+    PARTITION_NANOS, encode_parquet, newest_per_series, sort_and_merge_by, sort_key, times,
+};
+
+/// Most rows one merge reads: the merge happens in memory, and a decoded row of a wide
+/// table takes a few hundred bytes.
+pub const MAX_MERGE_ROWS: u64 = 8_000_000;
+/// Files below this size are in the lowest tier.
+const TIER_BASE_BYTES: u64 = 1 << 20;
+/// A partition is cold, and merged whole, this long after its day ended.
+const COLD_AFTER_NANOS: i64 = 3_600_000_000_000;
+/// Replaced files are deleted this long after the catalog stops referencing them, so a
+/// query that planned against the old set can finish reading it.
+const REPLACED_FILE_GRACE: Duration = Duration::from_secs(30);
+
+/// Compaction settings.
+#[derive(Debug, Clone)]
+pub struct CompactionConfig {
+    /// How often partitions are checked; zero turns compaction off.
+    pub interval: Duration,
+    /// The size merged files aim for (bytes of Parquet).
+    pub target_bytes: u64,
+    /// Small files of one tier that trigger a merge in a partition still being written.
+    pub min_files: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            target_bytes: 64 << 20,
+            min_files: 8,
+        }
+    }
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    pub merges: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The tier of a file of `size` bytes: 0 below 1 MiB, then one more per factor `fanout`.
+fn tier(size: u64, fanout: u64) -> u32 {
+    let mut tier = 0;
+    let mut limit = TIER_BASE_BYTES;
+    while size >= limit {
+        tier += 1;
+        limit = limit.saturating_mul(fanout);
+    }
+    tier
+}
+
+/// Chooses the files of one partition to merge, in write order, or `None`. `cold`: the
+/// partition no longer receives data in the normal course, so every small file is merged.
+pub(crate) fn pick(
+    files: &[ParquetFile],
+    config: &CompactionConfig,
+    cold: bool,
+) -> Option<Vec<ParquetFile>> {
+    let min_files = config.min_files.max(2);
+    let mut small: Vec<&ParquetFile> = files
+        .iter()
+        .filter(|f| f.size_bytes < config.target_bytes / 2)
+        .collect();
+    small.sort_by_key(|f| (f.write_order(), f.id));
+    let candidates: Vec<&ParquetFile> = if cold {
+        small
+    } else {
+        let fanout = min_files as u64;
+        let mut tiers: std::collections::BTreeMap<u32, Vec<&ParquetFile>> = Default::default();
+        for f in small {
+            tiers.entry(tier(f.size_bytes, fanout)).or_default().push(f);
+        }
+        tiers.into_values().find(|t| t.len() >= min_files)?
+    };
+    // Oldest first, within the byte and row budget of one merge.
+    let mut chosen: Vec<ParquetFile> = Vec::new();
+    let (mut bytes, mut rows) = (0u64, 0u64);
+    for f in candidates {
+        if chosen.len() >= 2
+            && (bytes + f.size_bytes > config.target_bytes || rows + f.row_count > MAX_MERGE_ROWS)
+        {
+            break;
+        }
+        bytes += f.size_bytes;
+        rows += f.row_count;
+        chosen.push(f.clone());
+    }
+    // Pull in every file that overlaps the chosen ones in time and lies between them in
+    // write order: the merged file takes the newest write order of its inputs, and must
+    // not jump ahead of a newer value it does not contain.
+    loop {
+        let lo_order = chosen.iter().map(ParquetFile::write_order).min()?;
+        let hi_order = chosen.iter().map(ParquetFile::write_order).max()?;
+        let lo_time = chosen.iter().map(|f| f.min_time).min()?;
+        let hi_time = chosen.iter().map(|f| f.max_time).max()?;
+        let before = chosen.len();
+        for f in files {
+            let between = (lo_order..=hi_order).contains(&f.write_order());
+            let overlaps = f.min_time <= hi_time && f.max_time >= lo_time;
+            if between && overlaps && !chosen.iter().any(|c| c.id == f.id) {
+                chosen.push(f.clone());
+            }
+        }
+        if chosen.len() == before {
+            break;
+        }
+    }
+    chosen.sort_by_key(|f| (f.write_order(), f.id));
+    (chosen.len() >= 2).then_some(chosen)
+}
+
+/// A merged slice of a partition, ready to write.
+struct MergedFile {
+    bytes: Vec<u8>,
+    newest: RecordBatch,
+    min_time: i64,
+    max_time: i64,
+    rows: u64,
+}
+
+/// Merges the contents of files given oldest first: sorted by (tags, time) with points
+/// written twice merged, then cut into time slices of at most `rows_per_file` rows.
+fn merge(
+    inputs: Vec<Bytes>,
+    schema: &TableSchema,
+    rows_per_file: usize,
+) -> Result<Vec<MergedFile>> {
+    let arrow_schema = schema.arrow_schema();
+    let mut batches = Vec::new();
+    for bytes in inputs {
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+            batches.push(align_batch(&batch?, &arrow_schema)?);
+        }
+    }
+    let all = concat_batches(&arrow_schema, &batches)?;
+    drop(batches);
+    if all.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let key = sort_key(&all, schema);
+    let merged = sort_and_merge_by(&all, &key)?;
+    drop(all);
+    let mut out = Vec::new();
+    for slice in time_slices(&merged, rows_per_file)? {
+        let (min_time, max_time) = time_range(&slice)
+            .ok_or_else(|| StorageError::Arrow("a merged slice has no time values".into()))?;
+        out.push(MergedFile {
+            bytes: encode_parquet(&slice, &key)?,
+            newest: newest_per_series(&slice, &key)?,
+            min_time,
+            max_time,
+            rows: slice.num_rows() as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// Cuts `batch` (sorted by tags, then time) into pieces of disjoint time ranges holding
+/// about `rows_per_file` rows each; every piece keeps the batch's order.
+fn time_slices(batch: &RecordBatch, rows_per_file: usize) -> Result<Vec<RecordBatch>> {
+    let rows_per_file = rows_per_file.max(1);
+    if batch.num_rows() <= rows_per_file {
+        return Ok(vec![batch.clone()]);
+    }
+    let time = times(batch)?;
+    let mut sorted: Vec<i64> = time.values().to_vec();
+    sorted.sort_unstable();
+    // Cut points: every rows_per_file-th time, so equal times stay in one slice.
+    let mut cuts: Vec<i64> = sorted
+        .iter()
+        .skip(rows_per_file)
+        .step_by(rows_per_file)
+        .copied()
+        .collect();
+    cuts.dedup();
+    let mut slices = Vec::with_capacity(cuts.len() + 1);
+    let mut lo = i64::MIN;
+    for hi in cuts.into_iter().chain(std::iter::once(i64::MAX)) {
+        let keep: BooleanArray = time
+            .values()
+            .iter()
+            .map(|t| Some(*t >= lo && (*t < hi || hi == i64::MAX)))
+            .collect();
+        let slice = filter_record_batch(batch, &keep)?;
+        if slice.num_rows() > 0 {
+            slices.push(slice);
+        }
+        lo = hi;
+    }
+    Ok(slices)
+}
+
+impl Engine {
+    /// One compaction pass over every partition of every table: merges what the policy
+    /// picks (see the module documentation), one partition at a time.
+    pub async fn compact(self: &Arc<Self>) -> Result<CompactionOutcome> {
+        let mut outcome = CompactionOutcome::default();
+        let catalog = self.catalog().snapshot();
+        let now = now_nanos();
+        for (database, db) in &catalog.databases {
+            for (table, def) in &db.tables {
+                let mut partitions: Vec<i64> =
+                    def.files.iter().map(|f| f.partition_start).collect();
+                partitions.sort_unstable();
+                partitions.dedup();
+                for partition in partitions {
+                    let files: Vec<ParquetFile> = def
+                        .files
+                        .iter()
+                        .filter(|f| f.partition_start == partition)
+                        .cloned()
+                        .collect();
+                    let cold = partition.saturating_add(PARTITION_NANOS + COLD_AFTER_NANOS) < now;
+                    let Some(inputs) = pick(&files, &self.config().compaction, cold) else {
+                        continue;
+                    };
+                    self.merge_files(database, table, partition, inputs, &mut outcome)
+                        .await?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn merge_files(
+        self: &Arc<Self>,
+        database: &str,
+        table: &str,
+        partition: i64,
+        inputs: Vec<ParquetFile>,
+        outcome: &mut CompactionOutcome,
+    ) -> Result<()> {
+        let _guard = self.rewrite_lock().lock().await;
+        // Deletes, retention and drops change files under the same lock: check that the
+        // inputs are all still there.
+        let catalog = self.catalog().snapshot();
+        let Some(def) = catalog.table(database, table) else {
+            return Ok(());
+        };
+        if !inputs
+            .iter()
+            .all(|i| def.files.iter().any(|f| f.id == i.id))
+        {
+            return Ok(());
+        }
+        let schema = def.schema.clone();
+        let started = std::time::Instant::now();
+        let store = self.object_store();
+        let mut contents = Vec::with_capacity(inputs.len());
+        for file in &inputs {
+            let path = ObjectPath::from(file.path.as_str());
+            contents.push(store.get(&path).await?.bytes().await?);
+        }
+        let bytes_in: u64 = inputs.iter().map(|f| f.size_bytes).sum();
+        let rows_in: u64 = inputs.iter().map(|f| f.row_count).sum::<u64>().max(1);
+        let bytes_per_row = (bytes_in as f64 / rows_in as f64).max(1.0);
+        let target = self.config().compaction.target_bytes as f64;
+        let rows_per_file = ((target / bytes_per_row) as u64).clamp(1, MAX_MERGE_ROWS) as usize;
+        let merged = tokio::task::spawn_blocking(move || merge(contents, &schema, rows_per_file))
+            .await
+            .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
+        let write_order = inputs.iter().map(ParquetFile::write_order).max();
+        let first_id = self.catalog().reserve_file_ids(merged.len() as u64);
+        let mut files = Vec::with_capacity(merged.len());
+        for (i, out) in merged.into_iter().enumerate() {
+            let id = first_id + i as u64;
+            let path = file_path(database, table, partition, id);
+            let size_bytes = out.bytes.len() as u64;
+            store.put(&path, PutPayload::from(out.bytes)).await?;
+            self.remember_newest_rows(path.to_string(), out.newest);
+            files.push(ParquetFile {
+                id,
+                path: path.to_string(),
+                partition_start: partition,
+                min_time: out.min_time,
+                max_time: out.max_time,
+                row_count: out.rows,
+                size_bytes,
+                write_order,
+            });
+        }
+        crash_point("compaction-files-written");
+        let bytes_out: u64 = files.iter().map(|f| f.size_bytes).sum();
+        let files_out = files.len();
+        self.apply_catalog_ops(vec![
+            CatalogOp::RemoveFiles {
+                database: database.to_string(),
+                table: table.to_string(),
+                file_ids: inputs.iter().map(|f| f.id).collect(),
+            },
+            CatalogOp::AddFiles {
+                database: database.to_string(),
+                table: table.to_string(),
+                files,
+            },
+        ])
+        .await?;
+        crash_point("compaction-catalog-saved");
+        tracing::info!(
+            database,
+            table,
+            partition = crate::engine::civil_date(partition.div_euclid(PARTITION_NANOS)),
+            files_in = inputs.len(),
+            files_out,
+            bytes_in,
+            bytes_out,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted files"
+        );
+        outcome.merges += 1;
+        outcome.files_in += inputs.len();
+        outcome.files_out += files_out;
+        outcome.bytes_in += bytes_in;
+        outcome.bytes_out += bytes_out;
+        let engine = Arc::downgrade(self);
+        let paths: Vec<String> = inputs.into_iter().map(|f| f.path).collect();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLACED_FILE_GRACE).await;
+            if let Some(engine) = engine.upgrade() {
+                engine
+                    .delete_files(paths.iter().map(String::as_str), "a compacted file")
+                    .await;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Runs compaction passes every `interval` while the engine lives.
+pub(crate) async fn compactor_loop(engine: std::sync::Weak<Engine>, interval: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if let Err(e) = engine.compact().await {
+            tracing::warn!(error = %e, "compaction failed; the files stay as they were and it is retried at the next pass");
+        }
+    }
+}
+
+/// Stops the process at a named step when `CHRONOSDB_CRASH_AT` names it: how the tests
+/// prove that a crash at that step loses nothing and leaves a consistent catalog.
+pub(crate) fn crash_point(name: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("CHRONOSDB_CRASH_AT").ok());
+    if armed.as_deref() == Some(name) {
+        eprintln!("chronosdb: stopping at crash point {name} (CHRONOSDB_CRASH_AT)");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: u64, size: u64, min_time: i64, max_time: i64) -> ParquetFile {
+        ParquetFile {
+            id,
+            path: format!("db/t/1970-01-01/{id:012}.parquet"),
+            partition_start: 0,
+            min_time,
+            max_time,
+            row_count: 10,
+            size_bytes: size,
+            write_order: None,
+        }
+    }
+
+    fn config() -> CompactionConfig {
+        CompactionConfig {
+            interval: Duration::from_secs(1),
+            target_bytes: 64 << 20,
+            min_files: 4,
+        }
+    }
+
+    fn ids(files: Option<Vec<ParquetFile>>) -> Vec<u64> {
+        files.unwrap_or_default().iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn a_hot_partition_waits_for_a_full_tier() {
+        let files: Vec<_> = (1..=3)
+            .map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5))
+            .collect();
+        assert!(pick(&files, &config(), false).is_none());
+        assert_eq!(ids(pick(&files, &config(), true)), vec![1, 2, 3]);
+        let mut files = files;
+        files.push(file(4, 1000, 40, 45));
+        files.push(file(5, 40 << 20, 0, 100)); // large: not merged again
+        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn tiers_keep_big_files_out_of_small_merges() {
+        // Four 2 MiB files (tier 1) and three small ones (tier 0): only tier 1 is full.
+        let mut files: Vec<_> = (1..=4)
+            .map(|i| file(i, 2 << 20, i as i64 * 10, i as i64 * 10 + 5))
+            .collect();
+        files.extend((5..=7).map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5)));
+        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn an_overlapping_file_between_the_inputs_in_write_order_is_pulled_in() {
+        // 1, 2, 4 and 5 are small; 3 is large but overlaps them and was written between.
+        let files = vec![
+            file(1, 1000, 0, 10),
+            file(2, 1000, 10, 20),
+            file(3, 40 << 20, 5, 15),
+            file(4, 1000, 20, 30),
+            file(5, 1000, 30, 40),
+            file(6, 40 << 20, 100, 200), // no overlap: stays out
+        ];
+        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_merge_reads_at_most_the_target_size() {
+        let config = CompactionConfig {
+            target_bytes: 10_000,
+            ..config()
+        };
+        let files: Vec<_> = (1..=6)
+            .map(|i| file(i, 3000, i as i64 * 10, i as i64 * 10 + 5))
+            .collect();
+        assert_eq!(ids(pick(&files, &config, true)), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn tiers_grow_by_the_fanout() {
+        assert_eq!(tier(0, 8), 0);
+        assert_eq!(tier((1 << 20) - 1, 8), 0);
+        assert_eq!(tier(1 << 20, 8), 1);
+        assert_eq!(tier(8 << 20, 8), 2);
+    }
+}
