@@ -434,6 +434,13 @@ impl TokenStore {
 
     /// Writes the file atomically (a temporary file, fsynced, renamed), readable by the
     /// server's user only.
+    /// The token file as it is saved (names, scopes, hashes and SCRAM secrets; never a
+    /// token itself): what a backup keeps so that clients' tokens work after a restore.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain strings, integers and maps: serializing cannot fail.
+        serde_json::to_vec_pretty(&*self.file.read()).unwrap_or_default()
+    }
+
     fn save(&self, file: &TokenFile) -> Result<(), TokenError> {
         use std::io::Write as _;
         let file_error = |e: std::io::Error| TokenError::File {

@@ -1,6 +1,6 @@
 //! The HTTP API: InfluxDB-compatible line-protocol writes (`/write`, `/api/v2/write`,
 //! `/api/v3/write_lp`), InfluxDB 2's delete (`/api/v2/delete`), databases (`/api/v3/configure/database`), tokens
-//! (`/api/v3/configure/token`), `/ping` and `/health`.
+//! (`/api/v3/configure/token`), backups (`/api/v3/backup`), `/ping` and `/health`.
 //!
 //! This layer only speaks HTTP: it reads and inflates bodies within the size limit, maps
 //! each API's parameters onto one write call of the storage engine, and turns outcomes into
@@ -10,6 +10,7 @@
 //! token management an admin token.
 
 mod auth;
+mod backup;
 mod body;
 mod databases;
 mod delete;
@@ -74,6 +75,8 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>, config: HttpConfig)
                 .delete(tokens::revoke),
         )
         .route("/api/v2/delete", post(delete::delete_v2))
+        .route("/api/v3/backup", post(backup::begin).delete(backup::end))
+        .route("/api/v3/backup/file", get(backup::file))
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .fallback(not_found)

@@ -79,19 +79,29 @@ enum DatabaseAction {
 
 impl ServerConnection {
     fn endpoint(&self, what: &str) -> String {
-        format!("{}/api/v3/configure/{what}", self.url.trim_end_matches('/'))
+        format!("{}/api/v3/configure/{what}", self.base_url())
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub(crate) fn base_url(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// `request` with the token, if one was given.
+    pub(crate) fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.as_deref() {
+            Some(token) => request.header("Authorization", format!("Token {token}")),
+            None => request,
+        }
     }
 
     /// Sends `request` with the token; the answer's JSON, or its error as a message.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<serde_json::Value, ServerError> {
         let (url, token) = (&self.url, self.token.as_deref());
-        let request = match token {
-            Some(token) => request.header("Authorization", format!("Token {token}")),
-            None => request,
-        };
+        let request = self.authorize(request);
         let response = request
             .send()
             .await

@@ -2,6 +2,7 @@
 //! into a running server over HTTP and reports the ingest rate.
 
 mod admin;
+mod backup;
 mod bench;
 mod bench_queries;
 mod config;
@@ -61,6 +62,12 @@ enum Command {
     Database(admin::DatabaseArgs),
     /// List, create or revoke the API tokens of a running server.
     Token(admin::TokenArgs),
+    /// Copy a consistent snapshot of a running server to a directory or object store;
+    /// run again to the same place, it copies only new files (and resumes an interrupted
+    /// backup).
+    Backup(backup::BackupArgs),
+    /// Rebuild a data directory from a backup (the server must not be running on it).
+    Restore(backup::RestoreArgs),
 }
 
 /// mimalloc rather than the system allocator: planning and executing a query makes tens of
@@ -91,6 +98,8 @@ fn main() -> std::process::ExitCode {
             Command::BenchQueries(args) => bench_queries::run(args).await,
             Command::Database(args) => admin::database(args).await,
             Command::Token(args) => admin::token(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
         }
     });
     match result {

@@ -45,7 +45,8 @@ pub fn build(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ObjectStore>,
     )))
 }
 
-fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>, ServerError> {
+/// A local directory as an object store (created if missing).
+pub fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>, ServerError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| ServerError::Config(format!("cannot create {}: {e}", dir.display())))?;
     let store = LocalFileSystem::new_with_prefix(dir)

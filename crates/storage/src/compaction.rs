@@ -34,6 +34,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::buffer::{align_batch, time_range};
+use crate::crash_point;
 use crate::engine::{Engine, file_path, now_nanos};
 use crate::error::{Result, StorageError};
 use crate::persist::{
@@ -383,17 +384,6 @@ pub(crate) async fn compactor_loop(engine: std::sync::Weak<Engine>, interval: Du
         if let Err(e) = engine.compact().await {
             tracing::warn!(error = %e, "compaction failed; the files stay as they were and it is retried at the next pass");
         }
-    }
-}
-
-/// Stops the process at a named step when `CHRONOSDB_CRASH_AT` names it: how the tests
-/// prove that a crash at that step loses nothing and leaves a consistent catalog.
-pub(crate) fn crash_point(name: &str) {
-    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let armed = ARMED.get_or_init(|| std::env::var("CHRONOSDB_CRASH_AT").ok());
-    if armed.as_deref() == Some(name) {
-        eprintln!("chronosdb: stopping at crash point {name} (CHRONOSDB_CRASH_AT)");
-        std::process::abort();
     }
 }
 

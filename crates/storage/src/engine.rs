@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::RwLock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::backup::Pins;
 use crate::buffer::{Generation, WriteBuffer};
 use crate::buffer::{align_batch, drop_older_than, time_range};
 use crate::compaction::{CompactionConfig, compactor_loop};
@@ -130,6 +131,8 @@ pub struct Engine {
     catalog_save_lock: tokio::sync::Mutex<()>,
     /// Each Parquet file's newest row per series, for last-point queries.
     newest_rows: parking_lot::Mutex<NewestRows>,
+    /// Files running backups still copy, kept until their lease ends.
+    pins: parking_lot::Mutex<Pins>,
     persist_wakeup: Arc<Notify>,
     /// Signalled when a persisted generation leaves the buffer (memory was freed).
     buffer_released: Notify,
@@ -227,6 +230,7 @@ impl Engine {
             rewrite_lock: tokio::sync::Mutex::new(()),
             catalog_save_lock: tokio::sync::Mutex::new(()),
             newest_rows: parking_lot::Mutex::default(),
+            pins: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
             shards: ShardMap::single_node(),
@@ -246,6 +250,10 @@ impl Engine {
 
     pub(crate) fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    pub(crate) fn pins(&self) -> &parking_lot::Mutex<Pins> {
+        &self.pins
     }
 
     pub(crate) fn rewrite_lock(&self) -> &tokio::sync::Mutex<()> {
@@ -747,20 +755,27 @@ impl Engine {
     }
 
     /// Deletes files the catalog no longer references (it must be saved first) and
-    /// forgets their newest rows; returns how many are gone. A failure is logged, not
-    /// returned: the file is only unreferenced garbage by then.
+    /// forgets their newest rows; returns how many are gone. Files a running backup still
+    /// copies are deleted when its lease ends. A failure is logged, not returned: the file
+    /// is only unreferenced garbage by then.
     pub(crate) async fn delete_files<'a>(
         &self,
         paths: impl Iterator<Item = &'a str>,
         what: &str,
     ) -> usize {
+        let paths = {
+            let mut pins = self.pins.lock();
+            let mut now = pins.deletable(paths);
+            now.extend(pins.released());
+            now
+        };
         let mut deleted = 0;
-        for path in paths {
+        for path in &paths {
             self.newest_rows.lock().forget(path);
             match self
                 .config
                 .object_store
-                .delete(&ObjectPath::from(path))
+                .delete(&ObjectPath::from(path.as_str()))
                 .await
             {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,

@@ -9,6 +9,7 @@
 //! and tasks that run all of this, and recovery at start-up). [`shard`] names the shard
 //! every point is routed to.
 
+pub mod backup;
 pub mod buffer;
 pub mod compaction;
 pub mod engine;
@@ -19,6 +20,7 @@ pub mod shard;
 pub mod wal;
 pub mod write_batch;
 
+pub use backup::BackupSnapshot;
 pub use chronosdb_line_protocol::{LineError, Precision};
 pub use compaction::{CompactionConfig, CompactionOutcome};
 pub use engine::{
@@ -30,4 +32,15 @@ pub use error::{Result, StorageError};
 /// fractions allowed); `None` if it is not one.
 pub fn parse_timestamp_nanos(text: &str) -> Option<i64> {
     datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text.trim()).ok()
+}
+
+/// Stops the process at a named step when `CHRONOSDB_CRASH_AT` names it: how the tests
+/// prove that a crash at that step loses nothing and leaves a consistent catalog.
+pub fn crash_point(name: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("CHRONOSDB_CRASH_AT").ok());
+    if armed.as_deref() == Some(name) {
+        eprintln!("chronosdb: stopping at crash point {name} (CHRONOSDB_CRASH_AT)");
+        std::process::abort();
+    }
 }

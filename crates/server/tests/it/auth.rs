@@ -119,7 +119,7 @@ async fn every_endpoint_checks_every_kind_of_token() {
     };
 
     // HTTP: (method, path, body, status for read_a, write_a, read_b, admin).
-    let endpoints: [(reqwest::Method, &str, &str, [u16; 4]); 8] = [
+    let endpoints: [(reqwest::Method, &str, &str, [u16; 4]); 10] = [
         (
             reqwest::Method::POST,
             "/write?db=a",
@@ -167,6 +167,19 @@ async fn every_endpoint_checks_every_kind_of_token() {
             "/api/v3/configure/database",
             r#"{"db":"c"}"#,
             [403, 403, 403, 201],
+        ),
+        // Backups read every database: admin only (the file is not in a backup: 404).
+        (
+            reqwest::Method::POST,
+            "/api/v3/backup",
+            "",
+            [403, 403, 403, 200],
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v3/backup/file?lease=1&path=a/cpu/x.parquet",
+            "",
+            [403, 403, 403, 404],
         ),
     ];
     for (method, path, body, valid) in &endpoints {

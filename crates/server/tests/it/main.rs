@@ -2,6 +2,7 @@
 //! and talks to it over HTTP and pgwire, as users and their clients do.
 
 mod auth;
+mod backup;
 mod clients;
 mod common;
 mod compaction;
