@@ -160,6 +160,9 @@ pub struct CatalogState {
     /// their older records. An entry is forgotten once the WAL is persisted past it.
     #[serde(default)]
     pub dropped_databases: BTreeMap<String, u64>,
+    /// The same for dropped tables, by database and table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped_tables: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// A change to the catalog; the unit of replication.
@@ -194,10 +197,13 @@ pub enum CatalogOp {
     SetPersistedWalSequence {
         sequence: u64,
     },
-    /// Removes a table, its files and its metadata.
+    /// Removes a table, its files and its metadata; WAL records up to `through_sequence`
+    /// no longer write to it.
     DropTable {
         database: String,
         table: String,
+        #[serde(default)]
+        through_sequence: u64,
     },
     /// Sets (`Some`, nanoseconds) or removes (`None`) a database's retention period.
     SetRetention {
@@ -227,6 +233,15 @@ impl CatalogState {
     pub fn dropped_before(&self, database: &str, sequence: u64) -> bool {
         self.dropped_databases
             .get(database)
+            .is_some_and(|through| sequence <= *through)
+    }
+
+    /// Whether the WAL record `sequence`'s rows for `table` were written before the table
+    /// was dropped (and so must not be replayed).
+    pub fn table_dropped_before(&self, database: &str, table: &str, sequence: u64) -> bool {
+        self.dropped_tables
+            .get(database)
+            .and_then(|tables| tables.get(table))
             .is_some_and(|through| sequence <= *through)
     }
 
@@ -315,7 +330,11 @@ impl CatalogState {
                     }
                 }
             }
-            CatalogOp::DropTable { database, table } => {
+            CatalogOp::DropTable {
+                database,
+                table,
+                through_sequence,
+            } => {
                 let db = self
                     .databases
                     .get_mut(&database)
@@ -325,6 +344,15 @@ impl CatalogState {
                     return Err(CatalogError::TableNotFound { database, table });
                 }
                 db.metadata.retain(|key, _| key.table != table);
+                if through_sequence > self.persisted_wal_sequence {
+                    let through = self
+                        .dropped_tables
+                        .entry(database)
+                        .or_default()
+                        .entry(table)
+                        .or_default();
+                    *through = (*through).max(through_sequence);
+                }
             }
             CatalogOp::SetRetention {
                 database,
@@ -358,6 +386,10 @@ impl CatalogState {
                 let persisted = self.persisted_wal_sequence;
                 self.dropped_databases
                     .retain(|_, through| *through > persisted);
+                for tables in self.dropped_tables.values_mut() {
+                    tables.retain(|_, through| *through > persisted);
+                }
+                self.dropped_tables.retain(|_, tables| !tables.is_empty());
             }
         }
         Ok(())
@@ -545,6 +577,32 @@ mod tests {
                 )])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn dropped_tables_mask_older_wal_records_until_persisted() {
+        let catalog = Catalog::default();
+        catalog
+            .apply(vec![add("cpu", vec![Column::tag("host")])])
+            .expect("table");
+        catalog
+            .apply(vec![CatalogOp::DropTable {
+                database: "db".into(),
+                table: "cpu".into(),
+                through_sequence: 10,
+            }])
+            .expect("drop");
+        let snap = catalog.snapshot();
+        assert!(snap.table("db", "cpu").is_none());
+        assert!(snap.table_dropped_before("db", "cpu", 10));
+        assert!(!snap.table_dropped_before("db", "cpu", 11));
+        assert!(!snap.table_dropped_before("db", "mem", 1));
+        let back = Catalog::from_json(&catalog.to_json()).expect("parse");
+        assert!(back.snapshot().table_dropped_before("db", "cpu", 10));
+        catalog
+            .apply(vec![CatalogOp::SetPersistedWalSequence { sequence: 10 }])
+            .expect("persisted");
+        assert!(catalog.snapshot().dropped_tables.is_empty());
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl Engine {
             if dropped.dropped_before(&payload.database, record.sequence) {
                 continue;
             }
-            let prepared = prepare_write(
+            let mut prepared = prepare_write(
                 &catalog,
                 &payload.database,
                 payload.body,
@@ -194,11 +194,33 @@ impl Engine {
                 payload.default_time,
                 &payload.skipped_lines,
             )?;
+            prepared.batches.retain(|b| {
+                !dropped.table_dropped_before(&payload.database, &b.table, record.sequence)
+            });
             buffer.apply(&payload.database, prepared.batches, record.sequence)?;
             replayed += 1;
         }
         if replayed > 0 {
             tracing::info!(records = replayed, "replayed WAL into the write buffer");
+        }
+        // Replaying a dropped table's older records re-created it in the catalog (writes
+        // add their columns first) though none of its rows were kept: remove it again
+        // unless a write after the drop gave it rows.
+        for (database, tables) in &dropped.dropped_tables {
+            for table in tables.keys() {
+                let recreated_empty = catalog
+                    .snapshot()
+                    .table(database, table)
+                    .is_some_and(|t| t.files.is_empty())
+                    && buffer.table_extent(database, table).is_none();
+                if recreated_empty {
+                    catalog.apply(vec![CatalogOp::DropTable {
+                        database: database.clone(),
+                        table: table.clone(),
+                        through_sequence: 0,
+                    }])?;
+                }
+            }
         }
         let writer = WalWriter::open(&config.wal_dir, last_sequence + 1)?;
         let buffer = Arc::new(RwLock::new(buffer));
@@ -735,11 +757,16 @@ impl Engine {
             .into());
         };
         {
-            // Rows written since the persist belong to the dropped table too.
+            // Rows written since the persist belong to the dropped table too, and so do
+            // their WAL records: the WAL thread applies writes under this lock, so every
+            // record up to the buffer's newest sequence is marked as not to be replayed
+            // into the table (a write after this point creates it anew, in the buffer and
+            // at replay alike).
             let mut buffer = self.buffer.write();
             self.catalog.apply(vec![CatalogOp::DropTable {
                 database: database.to_string(),
                 table: table.to_string(),
+                through_sequence: buffer.max_sequence(),
             }])?;
             buffer.remove_table(database, table);
         }
