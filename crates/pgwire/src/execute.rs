@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::errors::api_error;
 use chronosdb_query::column_names::postgres_column_names;
+use chronosdb_query::newest_buckets::NewestBuckets;
 use chronosdb_query::scan_size;
 use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -20,7 +21,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use futures::{StreamExt, stream};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
@@ -53,8 +55,49 @@ pub fn postgres_names(plan: &LogicalPlan, fields: Vec<FieldInfo>) -> Vec<FieldIn
         .collect()
 }
 
-/// Plans `plan` and returns its record batches, interruptible by the client.
+/// Plans `plan` and returns its record batches, interruptible by the client. A query for
+/// the newest `k` time buckets runs over recent windows first (see
+/// `chronosdb_query::newest_buckets`).
 pub async fn record_batches<C: ClientInfo + ?Sized>(
+    client: &C,
+    context: &SessionContext,
+    plan: &LogicalPlan,
+) -> PgWireResult<BoxStream<'static, PgWireResult<RecordBatch>>> {
+    let Some(strategy) = NewestBuckets::detect(plan) else {
+        return Ok(plan_and_run(client, context, plan).await?.boxed());
+    };
+    let mut attempt = 0u32;
+    loop {
+        // lower_bound reaches None (everything) long before 64 doublings of a day.
+        let lower = if attempt < 64 {
+            strategy.lower_bound(attempt)
+        } else {
+            None
+        };
+        let window = strategy.window(lower).map_err(api_error)?;
+        let stream = plan_and_run(client, context, &window).await?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        tracing::debug!(attempt, ?lower, rows, "newest buckets: a window ran");
+        if strategy.answered(rows, lower) {
+            let mut left = strategy.limit;
+            let mut kept = Vec::with_capacity(batches.len());
+            for batch in batches {
+                if left == 0 {
+                    break;
+                }
+                let take = batch.num_rows().min(left);
+                left -= take;
+                kept.push(Ok(batch.slice(0, take)));
+            }
+            return Ok(stream::iter(kept).boxed());
+        }
+        attempt += 1;
+    }
+}
+
+/// Plans `plan` physically and starts it.
+async fn plan_and_run<C: ClientInfo + ?Sized>(
     client: &C,
     context: &SessionContext,
     plan: &LogicalPlan,

@@ -12,6 +12,7 @@ pub mod gapfill;
 pub mod information_schema;
 pub mod insert;
 pub mod last_point;
+pub mod newest_buckets;
 mod parquet_reader;
 pub mod pg_catalog_overrides;
 pub mod scan_size;
