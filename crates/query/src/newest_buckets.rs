@@ -121,18 +121,12 @@ impl NewestBuckets {
         let extent = table
             .engine()
             .table_extent(table.database(), table.name())?;
-        let oldest = extent
+        let (oldest, newest) = extent
             .files
             .iter()
-            .map(|f| f.min_time)
-            .chain(extent.buffered.map(|(_, lo, _)| lo))
-            .min()?;
-        let newest = extent
-            .files
-            .iter()
-            .map(|f| f.max_time)
-            .chain(extent.buffered.map(|(_, _, hi)| hi))
-            .max()?;
+            .map(|f| (f.min_time, f.max_time))
+            .chain(extent.buffered.map(|(_, lo, hi)| (lo, hi)))
+            .reduce(|(lo1, hi1), (lo2, hi2)| (lo1.min(lo2), hi1.max(hi2)))?;
         filters.extend(scan.filters.iter().cloned());
         let bounds = TimeBounds::from_filters(&filters);
         let upper = bounds.max.min(newest);

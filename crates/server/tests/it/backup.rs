@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{TestServer, files_under};
+use crate::common::{TestServer, parquet_files};
 
 const SECOND: i64 = 1_000_000_000;
 /// 2024-03-01T00:00:00Z
@@ -243,10 +243,7 @@ async fn backup_of_a_running_server_restores_every_row() {
     let after = rows(&client, "cpu").await;
     assert_eq!(after.len(), at_backup.len() + 1);
     server.stop();
-    let parquet = files_under(&std::path::Path::new(target).join("objects"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .count();
+    let parquet = parquet_files(&std::path::Path::new(target).join("objects")).len();
     assert!(
         parquet >= total,
         "{parquet} files after restore and a write"

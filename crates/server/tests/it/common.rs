@@ -207,6 +207,14 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The files directly in `dir` whose extension is `ext`, sorted by name.
+/// The Parquet files under `dir`, at any depth.
+pub fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
 pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))

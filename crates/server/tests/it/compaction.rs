@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{TestServer, files_under};
+use crate::common::TestServer;
 
 const SECOND: i64 = 1_000_000_000;
 /// 2024-03-01T00:00:00Z: partitions this old are cold, so any two small files merge.
@@ -13,10 +13,7 @@ const DAY0: i64 = 1_709_251_200 * SECOND;
 const DAY: i64 = 86_400 * SECOND;
 
 fn parquet_files(dir: &std::path::Path) -> usize {
-    files_under(&dir.join("objects"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .count()
+    crate::common::parquet_files(&dir.join("objects")).len()
 }
 
 /// One batch of points: 3 hosts × `n` points, 10 s apart from `start`, in two days.

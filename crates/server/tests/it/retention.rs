@@ -4,15 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{TestServer, files_under};
-
-/// The Parquet files under `dir`, at any depth.
-fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    files_under(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect()
-}
+use crate::common::{TestServer, parquet_files};
 
 const HOUR: i64 = 3_600_000_000_000;
 
