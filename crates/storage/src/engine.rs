@@ -205,13 +205,12 @@ impl Engine {
         }
         // Replaying a dropped table's older records re-created it in the catalog (writes
         // add their columns first) though none of its rows were kept: remove it again
-        // unless a write after the drop gave it rows.
+        // unless it was in the saved catalog (created anew after the drop) or a write
+        // after the drop gave it rows.
         for (database, tables) in &dropped.dropped_tables {
             for table in tables.keys() {
-                let recreated_empty = catalog
-                    .snapshot()
-                    .table(database, table)
-                    .is_some_and(|t| t.files.is_empty())
+                let recreated_empty = dropped.table(database, table).is_none()
+                    && catalog.snapshot().table(database, table).is_some()
                     && buffer.table_extent(database, table).is_none();
                 if recreated_empty {
                     catalog.apply(vec![CatalogOp::DropTable {
@@ -1219,6 +1218,42 @@ mod tests {
             "no group commit: {syncs} fsyncs for {records} records"
         );
         assert_eq!(rows(&engine, "cpu"), 200);
+    }
+
+    /// The state a crash leaves when a write lands between DROP TABLE's persist and its
+    /// catalog change: the catalog (saved) marks the table dropped through the write's
+    /// sequence while the WAL still holds the write. Replay must not bring it back.
+    #[tokio::test]
+    async fn a_write_racing_drop_table_is_not_replayed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        {
+            let engine = Engine::open(config(dir.path(), store.clone()))
+                .await
+                .expect("open");
+            for body in [&b"gone v=1 1"[..], &b"kept v=1 1"[..]] {
+                engine
+                    .write_lp("db", Bytes::from(body), Precision::Nanosecond, true)
+                    .await
+                    .expect("write");
+            }
+            // The "gone" write is the first record, "kept" the second.
+            let through_sequence = engine.buffer.read().max_sequence() - 1;
+            engine.buffer.write().remove_table("db", "gone");
+            engine
+                .apply_catalog_ops(vec![CatalogOp::DropTable {
+                    database: "db".into(),
+                    table: "gone".into(),
+                    through_sequence,
+                }])
+                .await
+                .expect("drop");
+        }
+        let engine = Engine::open(config(dir.path(), store))
+            .await
+            .expect("reopen");
+        assert!(engine.catalog().snapshot().table("db", "gone").is_none());
+        assert_eq!(rows(&engine, "kept"), 1);
     }
 
     #[tokio::test]
