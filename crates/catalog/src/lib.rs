@@ -71,6 +71,12 @@ impl ParquetFile {
     pub fn write_order(&self) -> u64 {
         self.write_order.unwrap_or(self.id)
     }
+
+    /// The key that sorts files into write order (files of one merge share a write
+    /// order; their ids break the tie).
+    pub fn write_position(&self) -> (u64, u64) {
+        (self.write_order(), self.id)
+    }
 }
 
 /// One table: its schema and its persisted files.

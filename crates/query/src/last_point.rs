@@ -131,7 +131,7 @@ impl LastRowsTable {
         let current = snapshot.schema.arrow_schema();
         // Oldest first, as the merge below expects: files in write order, then the buffer.
         let mut files = snapshot.files.clone();
-        files.sort_by_key(|f| (f.write_order(), f.id));
+        files.sort_by_key(ParquetFile::write_position);
         let mut candidates = Vec::with_capacity(files.len() + snapshot.buffered.len());
         for file in &files {
             let rows = file_newest_rows(engine, file, &tags).await?;

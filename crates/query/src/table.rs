@@ -497,7 +497,7 @@ fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
 fn overlap_groups(mut chunks: Vec<Chunk>) -> Vec<Vec<Chunk>> {
     // Write order: files by their write order, then the buffer.
     let order = |c: &Chunk| match c {
-        Chunk::File(f) => (f.write_order(), f.id),
+        Chunk::File(f) => f.write_position(),
         Chunk::Buffer(..) => (u64::MAX, u64::MAX),
     };
     let mut by_start: Vec<usize> = (0..chunks.len()).collect();

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chronosdb_storage::crash_point;
+use chronosdb_storage::engine::CATALOG_PATH;
 use clap::Args;
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,8 +35,6 @@ use crate::store;
 const LATEST: &str = "backup.json";
 /// Where the backup's copies of the Parquet files go.
 const FILES: &str = "files";
-/// The catalog's place in a server's object store.
-const CATALOG_PATH: &str = "_catalog/catalog.json";
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -227,7 +226,7 @@ async fn copy_snapshot(
         crash_point("backup-file-copied");
     }
     bar.finish_and_clear();
-    let created = chrono_like_now();
+    let created = now_stamps();
     let manifest = serde_json::json!({
         "format": 1,
         "created_at": created.0,
@@ -258,7 +257,7 @@ async fn copy_snapshot(
 }
 
 /// Now as RFC 3339 and as a compact name for the snapshot file.
-fn chrono_like_now() -> (String, String) {
+fn now_stamps() -> (String, String) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -29,16 +29,14 @@ use bytes::Bytes;
 use chronosdb_catalog::{CatalogOp, ParquetFile, TableSchema};
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::buffer::{align_batch, time_range};
 use crate::crash_point;
-use crate::engine::{Engine, file_path, now_nanos};
+use crate::engine::{Engine, now_nanos};
 use crate::error::{Result, StorageError};
 use crate::persist::{
-    PARTITION_NANOS, encode_parquet, newest_per_series, sort_and_merge_by, sort_key, times,
+    EncodedFile, PARTITION_NANOS, decode_aligned, encode_file, sort_and_merge_by, sort_key, times,
 };
 
 /// Most rows one merge reads: the merge happens in memory, and a decoded row of a wide
@@ -106,7 +104,7 @@ pub(crate) fn pick(
         .iter()
         .filter(|f| f.size_bytes < config.target_bytes / 2)
         .collect();
-    small.sort_by_key(|f| (f.write_order(), f.id));
+    small.sort_by_key(|f| f.write_position());
     let candidates: Vec<&ParquetFile> = if cold {
         small
     } else {
@@ -150,54 +148,35 @@ pub(crate) fn pick(
             break;
         }
     }
-    chosen.sort_by_key(|f| (f.write_order(), f.id));
+    chosen.sort_by_key(ParquetFile::write_position);
     (chosen.len() >= 2).then_some(chosen)
-}
-
-/// A merged slice of a partition, ready to write.
-struct MergedFile {
-    bytes: Vec<u8>,
-    newest: RecordBatch,
-    min_time: i64,
-    max_time: i64,
-    rows: u64,
 }
 
 /// Merges the contents of files given oldest first: sorted by (tags, time) with points
 /// written twice merged, then cut into time slices of at most `rows_per_file` rows.
 fn merge(
     inputs: Vec<Bytes>,
+    partition_start: i64,
     schema: &TableSchema,
     rows_per_file: usize,
-) -> Result<Vec<MergedFile>> {
+) -> Result<Vec<EncodedFile>> {
     let arrow_schema = schema.arrow_schema();
-    let mut batches = Vec::new();
-    for bytes in inputs {
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
-            batches.push(align_batch(&batch?, &arrow_schema)?);
-        }
-    }
-    let all = concat_batches(&arrow_schema, &batches)?;
-    drop(batches);
+    let files = inputs
+        .into_iter()
+        .map(|bytes| decode_aligned(bytes, &arrow_schema))
+        .collect::<Result<Vec<_>>>()?;
+    let all = concat_batches(&arrow_schema, &files)?;
+    drop(files);
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
     let key = sort_key(&all, schema);
     let merged = sort_and_merge_by(&all, &key)?;
     drop(all);
-    let mut out = Vec::new();
-    for slice in time_slices(&merged, rows_per_file)? {
-        let (min_time, max_time) = time_range(&slice)
-            .ok_or_else(|| StorageError::Arrow("a merged slice has no time values".into()))?;
-        out.push(MergedFile {
-            bytes: encode_parquet(&slice, &key)?,
-            newest: newest_per_series(&slice, &key)?,
-            min_time,
-            max_time,
-            rows: slice.num_rows() as u64,
-        });
-    }
-    Ok(out)
+    time_slices(&merged, rows_per_file)?
+        .iter()
+        .map(|slice| encode_file(partition_start, slice, &key))
+        .collect()
 }
 
 /// Cuts `batch` (sorted by tags, then time) into pieces of disjoint time ranges holding
@@ -301,29 +280,14 @@ impl Engine {
         let bytes_per_row = (bytes_in as f64 / rows_in as f64).max(1.0);
         let target = self.config().compaction.target_bytes as f64;
         let rows_per_file = ((target / bytes_per_row) as u64).clamp(1, MAX_MERGE_ROWS) as usize;
-        let merged = tokio::task::spawn_blocking(move || merge(contents, &schema, rows_per_file))
-            .await
-            .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
+        let merged =
+            tokio::task::spawn_blocking(move || merge(contents, partition, &schema, rows_per_file))
+                .await
+                .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
+        // The merged files stand where the newest of their inputs did in write order.
         let write_order = inputs.iter().map(ParquetFile::write_order).max();
-        let first_id = self.catalog().reserve_file_ids(merged.len() as u64);
-        let mut files = Vec::with_capacity(merged.len());
-        for (i, out) in merged.into_iter().enumerate() {
-            let id = first_id + i as u64;
-            let path = file_path(database, table, partition, id);
-            let size_bytes = out.bytes.len() as u64;
-            store.put(&path, PutPayload::from(out.bytes)).await?;
-            self.remember_newest_rows(path.to_string(), out.newest);
-            files.push(ParquetFile {
-                id,
-                path: path.to_string(),
-                partition_start: partition,
-                min_time: out.min_time,
-                max_time: out.max_time,
-                row_count: out.rows,
-                size_bytes,
-                write_order,
-            });
-        }
+        let merged = merged.into_iter().map(|f| (f, write_order)).collect();
+        let files = self.store_files(database, table, merged).await?;
         crash_point("compaction-files-written");
         let bytes_out: u64 = files.iter().map(|f| f.size_bytes).sum();
         let files_out = files.len();

@@ -24,22 +24,21 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::backup::Pins;
 use crate::buffer::{Generation, WriteBuffer};
-use crate::buffer::{align_batch, drop_older_than, time_range};
+use crate::buffer::{drop_older_than, time_range};
 use crate::compaction::{CompactionConfig, compactor_loop};
 use crate::error::{Result, StorageError};
 use crate::persist::{
-    encode_parquet, for_each_partition, newest_per_series, sort_and_merge_by, sort_key,
+    EncodedFile, decode_aligned, encode_file, for_each_partition, sort_and_merge_by, sort_key,
 };
 use crate::record::WalPayload;
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
 use crate::write_batch::{TableBatch, prepare_write};
 use datafusion::arrow::array::BooleanArray;
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::arrow::compute::filter_record_batch;
 
 /// Where the catalog lives in the object store.
-const CATALOG_PATH: &str = "_catalog/catalog.json";
+pub const CATALOG_PATH: &str = "_catalog/catalog.json";
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -534,10 +533,12 @@ impl Engine {
                 .await?;
             let schema = def.schema.clone();
             let matches = matches.clone();
-            let kept =
-                tokio::task::spawn_blocking(move || keep_unmatched(bytes, &schema, &matches))
-                    .await
-                    .map_err(|e| StorageError::Arrow(format!("delete task failed: {e}")))??;
+            let partition = file.partition_start;
+            let kept = tokio::task::spawn_blocking(move || {
+                keep_unmatched(bytes, partition, &schema, &matches)
+            })
+            .await
+            .map_err(|e| StorageError::Arrow(format!("delete task failed: {e}")))??;
             let Some((deleted, kept)) = kept else {
                 continue;
             };
@@ -545,40 +546,15 @@ impl Engine {
             outcome.bytes_before += file.size_bytes;
             removed.push(file.clone());
             if let Some(kept) = kept {
-                rewritten.push((file.partition_start, file.write_order(), kept));
+                // The rewrite stands where the original did in write order.
+                rewritten.push((kept, Some(file.write_order())));
             }
         }
         if removed.is_empty() {
             return Ok(outcome);
         }
-        let first_id = self.catalog.reserve_file_ids(rewritten.len() as u64);
-        let mut files = Vec::with_capacity(rewritten.len());
-        for (i, (partition, write_order, (batch, sort_key, newest))) in
-            rewritten.into_iter().enumerate()
-        {
-            let id = first_id + i as u64;
-            let path = file_path(database, table, partition, id);
-            let (min, max) = time_range(&batch).unwrap_or((partition, partition));
-            let bytes = encode_parquet(&batch, &sort_key)?;
-            let size_bytes = bytes.len() as u64;
-            self.config
-                .object_store
-                .put(&path, PutPayload::from(bytes))
-                .await?;
-            self.remember_newest_rows(path.to_string(), newest);
-            outcome.bytes_after += size_bytes;
-            files.push(ParquetFile {
-                id,
-                path: path.to_string(),
-                partition_start: partition,
-                min_time: min,
-                max_time: max,
-                row_count: batch.num_rows() as u64,
-                size_bytes,
-                // The rewrite stands where the original did in write order.
-                write_order: Some(write_order),
-            });
-        }
+        let files = self.store_files(database, table, rewritten).await?;
+        outcome.bytes_after = files.iter().map(|f| f.size_bytes).sum();
         outcome.files_rewritten = files.len();
         outcome.files_removed = removed.len() - files.len();
         self.apply_catalog_ops(vec![
@@ -780,6 +756,40 @@ impl Engine {
         Ok(deleted)
     }
 
+    /// Writes encoded files of `table` under new ids and remembers their newest rows;
+    /// returns their catalog entries, for the caller to add. Each file's write order is
+    /// given when it is made from older files (a rewrite, a merge), else its id.
+    pub(crate) async fn store_files(
+        &self,
+        database: &str,
+        table: &str,
+        encoded: Vec<(EncodedFile, Option<u64>)>,
+    ) -> Result<Vec<ParquetFile>> {
+        let first_id = self.catalog.reserve_file_ids(encoded.len() as u64);
+        let mut files = Vec::with_capacity(encoded.len());
+        for (i, (file, write_order)) in encoded.into_iter().enumerate() {
+            let id = first_id + i as u64;
+            let path = file_path(database, table, file.partition_start, id);
+            let size_bytes = file.bytes.len() as u64;
+            self.config
+                .object_store
+                .put(&path, PutPayload::from(file.bytes))
+                .await?;
+            self.remember_newest_rows(path.to_string(), file.newest);
+            files.push(ParquetFile {
+                id,
+                path: path.to_string(),
+                partition_start: file.partition_start,
+                min_time: file.min_time,
+                max_time: file.max_time,
+                row_count: file.rows,
+                size_bytes,
+                write_order,
+            });
+        }
+        Ok(files)
+    }
+
     /// Deletes files the catalog no longer references (it must be saved first) and
     /// forgets their newest rows; returns how many are gone. Files a running backup still
     /// copies are deleted when its lease ends. A failure is logged, not returned: the file
@@ -833,43 +843,14 @@ impl Engine {
             let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
                 let mut out = Vec::new();
                 for_each_partition(&batches, &encode_schema, |partition, batch, sort_key| {
-                    let (min_time, max_time) = time_range(&batch).ok_or_else(|| {
-                        StorageError::Arrow("a persisted batch has no time values".into())
-                    })?;
-                    let rows = batch.num_rows() as u64;
-                    let bytes = encode_parquet(&batch, sort_key)?;
-                    let newest = newest_per_series(&batch, sort_key)?;
-                    out.push((partition, min_time, max_time, rows, bytes, newest));
+                    out.push((encode_file(partition, &batch, sort_key)?, None));
                     Ok(())
                 })?;
                 Ok(out)
             })
             .await
             .map_err(|e| StorageError::Arrow(format!("encoding task failed: {e}")))??;
-            let first_id = self.catalog.reserve_file_ids(encoded.len() as u64);
-            let mut files = Vec::new();
-            for (i, (partition, min_time, max_time, row_count, bytes, newest)) in
-                encoded.into_iter().enumerate()
-            {
-                let id = first_id + i as u64;
-                let path = file_path(database, table, partition, id);
-                let size_bytes = bytes.len() as u64;
-                self.config
-                    .object_store
-                    .put(&path, PutPayload::from(bytes))
-                    .await?;
-                self.remember_newest_rows(path.to_string(), newest);
-                files.push(ParquetFile {
-                    id,
-                    path: path.to_string(),
-                    partition_start: partition,
-                    min_time,
-                    max_time,
-                    row_count,
-                    size_bytes,
-                    write_order: None,
-                });
-            }
+            let files = self.store_files(database, table, encoded).await?;
             files_written += files.len();
             ops.push(CatalogOp::AddFiles {
                 database: database.clone(),
@@ -925,18 +906,16 @@ pub struct DeleteOutcome {
 
 /// A file's rows without those `matches` selects: `None` if it selects none, else the
 /// number deleted and, unless every row went, the rows kept (sorted again by the sort
-/// key chosen for them), that key, and the newest row per series.
-type Kept = Option<(u64, Option<(RecordBatch, Vec<String>, RecordBatch)>)>;
+/// key chosen for them), encoded.
+type Kept = Option<(u64, Option<EncodedFile>)>;
 
-fn keep_unmatched(bytes: Bytes, schema: &TableSchema, matches: &RowMatcher) -> Result<Kept> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-    let arrow_schema = schema.arrow_schema();
-    let aligned = batches
-        .iter()
-        .map(|b| align_batch(b, &arrow_schema))
-        .collect::<Result<Vec<_>>>()?;
-    let batch = concat_batches(&arrow_schema, &aligned)?;
+fn keep_unmatched(
+    bytes: Bytes,
+    partition_start: i64,
+    schema: &TableSchema,
+    matches: &RowMatcher,
+) -> Result<Kept> {
+    let batch = decode_aligned(bytes, &schema.arrow_schema())?;
     let selected = matches(&batch)?;
     let deleted = selected.iter().filter(|m| *m == Some(true)).count() as u64;
     if deleted == 0 {
@@ -949,8 +928,10 @@ fn keep_unmatched(bytes: Bytes, schema: &TableSchema, matches: &RowMatcher) -> R
     }
     let key = sort_key(&kept, schema);
     let kept = sort_and_merge_by(&kept, &key)?;
-    let newest = newest_per_series(&kept, &key)?;
-    Ok(Some((deleted, Some((kept, key, newest)))))
+    Ok(Some((
+        deleted,
+        Some(encode_file(partition_start, &kept, &key)?),
+    )))
 }
 
 /// `<db>/<table>/<YYYY-MM-DD>/<id>.parquet`

@@ -16,6 +16,7 @@ use datafusion::arrow::compute::{cast, concat_batches, partition, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -271,6 +272,47 @@ pub fn newest_per_series(batch: &RecordBatch, tags: &[String]) -> Result<RecordB
 }
 
 /// Encodes one batch sorted by `sort_key` (then time) as a Parquet file in memory.
+/// A batch of one partition encoded as Parquet, with what the catalog and the last-point
+/// cache need to know of it: what persisting, deletes and compaction hand the engine to
+/// store (`Engine::store_files`).
+pub struct EncodedFile {
+    pub partition_start: i64,
+    pub bytes: Vec<u8>,
+    /// The newest row of each series.
+    pub newest: RecordBatch,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: u64,
+}
+
+/// Encodes `batch` (sorted by `sort_key`, of the partition starting at `partition_start`).
+pub fn encode_file(
+    partition_start: i64,
+    batch: &RecordBatch,
+    sort_key: &[String],
+) -> Result<EncodedFile> {
+    let (min_time, max_time) = crate::buffer::time_range(batch)
+        .ok_or_else(|| StorageError::Arrow("a batch to persist has no time values".into()))?;
+    Ok(EncodedFile {
+        partition_start,
+        bytes: encode_parquet(batch, sort_key)?,
+        newest: newest_per_series(batch, sort_key)?,
+        min_time,
+        max_time,
+        rows: batch.num_rows() as u64,
+    })
+}
+
+/// The rows of a Parquet file, aligned to `schema` (the table's current schema: columns
+/// added since the file was written read as nulls), as one batch.
+pub fn decode_aligned(bytes: bytes::Bytes, schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut batches = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+        batches.push(align_batch(&batch?, schema)?);
+    }
+    Ok(concat_batches(schema, &batches)?)
+}
+
 pub fn encode_parquet(batch: &RecordBatch, sort_key: &[String]) -> Result<Vec<u8>> {
     let schema = batch.schema();
     let props = writer_properties(&schema, sort_key);
