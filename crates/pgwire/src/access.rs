@@ -51,6 +51,9 @@ fn is_description(schema: Option<&str>, table: &str) -> bool {
 
 /// What running `plan` needs.
 pub fn plan_needs(plan: &LogicalPlan) -> Needs {
+    if let Some(optimized) = chronosdb_query::plan_cache::optimized_inner(plan) {
+        return plan_needs(&optimized.plan);
+    }
     let mut needs = Needs::default();
     let _ = plan.apply_with_subqueries(|node| {
         match node {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::errors::api_error;
 use chronosdb_query::column_names::postgres_column_names;
 use chronosdb_query::newest_buckets::NewestBuckets;
+use chronosdb_query::plan_cache::optimized_inner;
 use chronosdb_query::scan_size;
 use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -63,7 +64,9 @@ pub async fn record_batches<C: ClientInfo + ?Sized>(
     context: &SessionContext,
     plan: &LogicalPlan,
 ) -> PgWireResult<BoxStream<'static, PgWireResult<RecordBatch>>> {
-    let Some(strategy) = NewestBuckets::detect(plan) else {
+    // A cached plan is optimized already; the newest-bucket windows are new plans.
+    let inner = optimized_inner(plan).map_or(plan, |optimized| &optimized.plan);
+    let Some(strategy) = NewestBuckets::detect(inner) else {
         return Ok(plan_and_run(client, context, plan).await?.boxed());
     };
     let mut attempt = 0u32;
@@ -96,7 +99,8 @@ pub async fn record_batches<C: ClientInfo + ?Sized>(
     }
 }
 
-/// Plans `plan` physically and starts it.
+/// Plans `plan` physically (after optimizing it, unless it is an optimized plan from
+/// the plan cache) and starts it.
 async fn plan_and_run<C: ClientInfo + ?Sized>(
     client: &C,
     context: &SessionContext,
@@ -104,11 +108,23 @@ async fn plan_and_run<C: ClientInfo + ?Sized>(
 ) -> PgWireResult<impl futures::Stream<Item = PgWireResult<RecordBatch>> + Send + 'static> {
     let deadline = deadline(client);
     let mut state = context.state();
-    if scan_size::is_small(plan) {
+    let optimized = optimized_inner(plan).map(|optimized| &optimized.plan);
+    if scan_size::is_small(optimized.unwrap_or(plan)) {
         // A short window: one partition plans and runs faster than two (see scan_size).
         state.config_mut().options_mut().execution.target_partitions = 1;
     }
-    let physical = within_deadline(deadline, state.create_physical_plan(plan))
+    let planning = async {
+        match optimized {
+            Some(plan) => {
+                state
+                    .query_planner()
+                    .create_physical_plan(plan, &state)
+                    .await
+            }
+            None => state.create_physical_plan(plan).await,
+        }
+    };
+    let physical = within_deadline(deadline, planning)
         .await?
         .map_err(api_error)?;
     let batches =

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
+use chronosdb_query::plan_cache::{Lookup, parameterize};
 use chronosdb_query::{QueryEngine, rewrite_show};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -210,6 +211,9 @@ async fn parse_statement<C>(
 where
     C: ClientInfo + Unpin + Send + Sync,
 {
+    if let Some(statement) = cached_statement(database, client, sql, types).await? {
+        return Ok(Some(statement));
+    }
     let parser = database.service.query_parser();
     let replaced = rewrite_catalog_functions(sql);
     let sql = replaced.as_deref().unwrap_or(sql);
@@ -224,6 +228,53 @@ where
         return parser.parse_sql(client, &rewritten, types).await;
     }
     Ok(parsed)
+}
+
+/// `sql` from the database's plan cache, its literals bound (see
+/// `chronosdb_query::plan_cache`); `None` to parse and plan it as usual. Statements with
+/// typed parameters, catalog queries (often rewritten first) and sessions in a time zone
+/// (whose plans the time-zone hook wraps) always take the usual way.
+async fn cached_statement<C>(
+    database: &Database,
+    client: &C,
+    sql: &str,
+    types: &[Option<Type>],
+) -> PgWireResult<Option<Statement>>
+where
+    C: ClientInfo + Unpin + Send + Sync,
+{
+    if !types.is_empty()
+        || sql.contains("pg_")
+        || sql.contains("information_schema")
+        || time_zone::session_zone(client).is_some()
+    {
+        return Ok(None);
+    }
+    let Some(statement) = parameterize(sql) else {
+        return Ok(None);
+    };
+    let cached = match database.plans.lookup(&statement.key) {
+        Lookup::Hit(cached) => cached,
+        Lookup::Uncacheable => return Ok(None),
+        Lookup::Miss => {
+            let parser = database.service.query_parser();
+            // A generic form that does not plan is not cached: the statement itself is
+            // planned and reports its own error.
+            let Ok(Some((_, Some((generic, plan))))) =
+                parser.parse_sql(client, &statement.key, &[]).await
+            else {
+                return Ok(None);
+            };
+            let state = database.context.state();
+            match database.plans.insert(&state, &statement.key, generic, plan) {
+                Some(cached) => cached,
+                None => return Ok(None),
+            }
+        }
+    };
+    Ok(cached
+        .bind(&statement)
+        .map(|plan| (sql.to_string(), Some((cached.statement.clone(), plan)))))
 }
 
 /// The plan of a portal chronosdb runs itself, its parameters bound: any query (what BI
@@ -317,6 +368,14 @@ impl SimpleQueryHandler for QueryRouter {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(query);
         let query = rewritten.as_deref().unwrap_or(query);
+        if let Some((_, Some((SqlStatement::Query(_), plan)))) =
+            cached_statement(&database, client, query, &[]).await?
+        {
+            access::check_plan(client, &plan)?;
+            let response =
+                execute::stream_plan(client, &database.context, plan, &Format::UnifiedText).await?;
+            return Ok(vec![Response::Query(response)]);
+        }
         // Queries (what psql and BI tools mostly send) take the same streaming,
         // cancellable path as the extended protocol; other statements (SET, DDL, cursors,
         // transactions) go to datafusion-postgres, one at a time, in order.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chronosdb_query::plan_cache::PlanCache;
 use chronosdb_query::{QueryEngine, QueryError};
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::DfSessionService;
@@ -27,6 +28,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 pub struct Database {
     pub service: DfSessionService,
     pub context: Arc<SessionContext>,
+    /// Plans of this database's repeated queries (see `chronosdb_query::plan_cache`).
+    pub plans: PlanCache,
 }
 
 pub struct Sessions {
@@ -112,7 +115,12 @@ impl Sessions {
                 Arc::new(TransactionStatementHook),
             ],
         );
-        let session = Arc::new(Database { service, context });
+        let plans = PlanCache::new(self.query.engine().clone(), &database);
+        let session = Arc::new(Database {
+            service,
+            context,
+            plans,
+        });
         Ok(self
             .databases
             .lock()

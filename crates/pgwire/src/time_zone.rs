@@ -34,7 +34,7 @@ use pgwire::types::format::FormatOptions;
 const TIME_ZONE_KEY: &str = "timezone";
 
 /// The session's time zone, when it is set and not UTC.
-fn session_zone<C: ClientInfo + ?Sized>(client: &C) -> Option<String> {
+pub(crate) fn session_zone<C: ClientInfo + ?Sized>(client: &C) -> Option<String> {
     client
         .metadata()
         .get(TIME_ZONE_KEY)

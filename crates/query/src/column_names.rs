@@ -68,6 +68,9 @@ fn output_exprs(plan: &LogicalPlan) -> Option<&[Expr]> {
 /// names the plan has. Aliases and table columns keep their names; two columns may get
 /// the same name (`count`, `count`), as in PostgreSQL.
 pub fn postgres_column_names(plan: &LogicalPlan) -> Option<Vec<String>> {
+    if let Some(optimized) = crate::plan_cache::optimized_inner(plan) {
+        return optimized.names.clone();
+    }
     let exprs = output_exprs(plan)?;
     let fields = plan.schema().fields();
     if exprs.len() != fields.len() {

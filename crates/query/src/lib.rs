@@ -15,6 +15,8 @@ pub mod last_point;
 pub mod newest_buckets;
 mod parquet_reader;
 pub mod pg_catalog_overrides;
+pub mod plan_cache;
+pub mod scan_predicates;
 pub mod scan_size;
 pub mod series_match;
 pub mod show;
@@ -163,6 +165,7 @@ impl QueryEngine {
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
             .with_analyzer_rule(Arc::new(delete::DeleteGuard))
             .with_optimizer_rule(Arc::new(last_point::LastPointRule))
+            .with_physical_optimizer_rule(Arc::new(scan_predicates::DistinctScanPredicates))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -604,6 +604,11 @@ impl QueryPlanner for ChronosQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A cached plan, optimized already (see `plan_cache`), is planned as it is.
+        let logical_plan = match crate::plan_cache::optimized_inner(logical_plan) {
+            Some(optimized) => &optimized.plan,
+            None => logical_plan,
+        };
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(GapFillPlanner)])
             .create_physical_plan(logical_plan, session)
             .await

@@ -443,3 +443,51 @@ async fn admins_manage_tokens_in_sql() {
         .expect("drop token");
     assert!(pg(&server, "m", "grafana", Some(&secret)).await.is_err());
 }
+
+/// A query answered from the plan cache is checked against the token like any other: a
+/// write-only token cannot read what an admin's identical query cached.
+#[tokio::test]
+async fn cached_plans_are_checked_against_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let admin_token = server.admin_token.clone().expect("admin token");
+    let admin = pg(&server, "m", "admin", Some(&admin_token))
+        .await
+        .expect("admin connects");
+    admin
+        .batch_execute("CREATE DATABASE m")
+        .await
+        .expect("create database");
+    admin
+        .batch_execute(
+            "CREATE TABLE cpu (time TIMESTAMP, host TEXT, v DOUBLE, PRIMARY KEY (host)); \
+             INSERT INTO cpu VALUES ('2024-01-01T00:00:00Z', 'a', 1.0)",
+        )
+        .await
+        .expect("set up");
+    let sql = "SELECT count(*) FROM cpu WHERE host = 'a'";
+    for _ in 0..2 {
+        let n: i64 = admin.query_one(sql, &[]).await.expect("admin reads").get(0);
+        assert_eq!(n, 1);
+    }
+    let row = admin
+        .query_one("CREATE TOKEN feeder FOR DATABASE m WRITE", &[])
+        .await
+        .expect("create token");
+    let secret: String = row.get("token");
+    let writer = pg(&server, "m", "feeder", Some(&secret))
+        .await
+        .expect("the write token connects");
+    for sql in [sql, "SELECT count(*) FROM cpu WHERE host = 'b'"] {
+        let e = writer
+            .query(sql, &[])
+            .await
+            .expect_err("a write token cannot read");
+        assert_eq!(sqlstate(&e), "42501", "{e}");
+        let e = writer
+            .simple_query(sql)
+            .await
+            .expect_err("a write token cannot read");
+        assert_eq!(sqlstate(&e), "42501", "{e}");
+    }
+}

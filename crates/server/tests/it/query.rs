@@ -388,3 +388,62 @@ async fn session_time_zone_in_the_extended_protocol() {
     });
     assert_eq!(shown.as_deref(), Some("2024-01-01 09:00:00.000000+09"));
 }
+
+/// Queries that differ only in their WHERE literals share a cached plan; a column added
+/// to the table since is still seen, and the extended protocol describes the same
+/// columns (PostgreSQL's names) as the literal statement.
+#[tokio::test]
+async fn repeated_queries_follow_schema_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write(
+            "pc",
+            "m,host=a v=1 1704067200000000000\nm,host=b v=2 1704067200000000000",
+        )
+        .await;
+    let client = server.pg("pc").await;
+    let columns = |rows: &[tokio_postgres::Row]| -> Vec<String> {
+        rows.first()
+            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for host in ["a", "b", "a"] {
+        let sql = format!("SELECT * FROM m WHERE host = '{host}'");
+        let rows = client.query(sql.as_str(), &[]).await.expect("query");
+        assert_eq!(columns(&rows), ["time", "host", "v"]);
+        assert_eq!(rows.len(), 1);
+        let rows = client
+            .query(
+                format!("SELECT max(v), count(*) FROM m WHERE host = '{host}'").as_str(),
+                &[],
+            )
+            .await
+            .expect("query");
+        assert_eq!(columns(&rows), ["max", "count"]);
+        let expected = if host == "a" { 1.0 } else { 2.0 };
+        assert_eq!(rows[0].get::<_, f64>(0), expected);
+    }
+    // A new field: the cached plan of `SELECT *` no longer matches the table.
+    server
+        .write("pc", "m,host=a v=3,w=7i 1704067260000000000")
+        .await;
+    let rows = client
+        .query("SELECT * FROM m WHERE host = 'a' ORDER BY time", &[])
+        .await
+        .expect("query");
+    assert_eq!(columns(&rows), ["time", "host", "v", "w"]);
+    assert_eq!(rows.len(), 2);
+    let rows = client
+        .query("SELECT * FROM m WHERE host = 'a'", &[])
+        .await
+        .expect("query");
+    assert_eq!(columns(&rows), ["time", "host", "v", "w"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows.iter()
+            .filter_map(|r| r.get::<_, Option<i64>>(3))
+            .collect::<Vec<_>>(),
+        [7]
+    );
+}

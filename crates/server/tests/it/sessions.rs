@@ -100,15 +100,23 @@ async fn queries_over_the_memory_limit_spill_or_fail_alone() {
     let hungry = server.pg("db").await;
     let other = server.pg("db").await;
     // Four million groups and a join of three million rows a side need far more than
-    // 16 MiB; both spill to disk and finish with the right answer.
-    let row = hungry
+    // 16 MiB; both spill to disk and finish with the right answer. (The aggregation's
+    // top-k cannot spill: when both partitions still hold their fair share as they emit,
+    // it is refused memory, a 53200 that names it. Rare, and still the query's alone.)
+    match hungry
         .query_one(
             "SELECT value % 4000000 AS k, count(*) AS n FROM generate_series(1, 8000000) AS t(value) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
             &[],
         )
         .await
-        .expect("a spilling aggregation");
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (0, 2));
+    {
+        Ok(row) => assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (0, 2)),
+        Err(err) => {
+            let db = err.as_db_error().expect("a database error");
+            assert_eq!(db.code().code(), "53200", "{err}");
+            assert!(db.message().contains("TopK"), "{err}");
+        }
+    }
     let joined: i64 = hungry
         .query_one(
             "SELECT count(*) FROM generate_series(1, 3000000) AS a(value) JOIN generate_series(1, 3000000) AS b(value) ON a.value = b.value",
