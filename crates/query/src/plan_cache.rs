@@ -33,10 +33,11 @@ use std::sync::Arc;
 use chronosdb_catalog::TableSchema;
 use chronosdb_storage::Engine;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchemaRef, ParamValues, Result, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchemaRef, Result, ScalarValue, plan_err};
 use datafusion::datasource::{TableProvider, source_as_provider};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore, Volatility,
 };
@@ -340,11 +341,7 @@ impl CachedPlan {
             .zip(&self.types)
             .map(|(value, target)| bind_value(value, target))
             .collect::<Option<_>>()?;
-        let plan = self
-            .plan
-            .clone()
-            .replace_params_with_values(&ParamValues::from(values))
-            .ok()?;
+        let plan = bind_placeholders(self.plan.clone(), &values).ok()?;
         Some(match self.optimized {
             true => LogicalPlan::Extension(Extension {
                 node: Arc::new(OptimizedPlan {
@@ -355,6 +352,38 @@ impl CachedPlan {
             false => plan,
         })
     }
+}
+
+/// `plan` with `$n` replaced by `values[n - 1]`. Each value has its placeholder's type,
+/// so, unlike DataFusion's `replace_params_with_values`, schemas are kept as they are
+/// rather than computed again node by node (which cost as much as the rest of a cached
+/// run); expression names are kept as DataFusion keeps them.
+fn bind_placeholders(plan: LogicalPlan, values: &[ScalarValue]) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|expr| {
+            if !expr.exists(|e| Ok(matches!(e, Expr::Placeholder(_))))? {
+                return Ok(Transformed::no(expr));
+            }
+            let name = names.save(&expr);
+            let bound = expr.transform_up(|e| match e {
+                Expr::Placeholder(placeholder) => {
+                    let value = placeholder
+                        .id
+                        .strip_prefix('$')
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| values.get(n.checked_sub(1)?));
+                    match value {
+                        Some(value) => Ok(Transformed::yes(Expr::Literal(value.clone(), None))),
+                        None => plan_err!("no value for placeholder {}", placeholder.id),
+                    }
+                }
+                other => Ok(Transformed::no(other)),
+            })?;
+            Ok(bound.update_data(|e| name.restore(e)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// `value` as a literal of `target`, through the cast type coercion would apply.
