@@ -25,6 +25,7 @@ use std::time::Duration;
 use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
+use chronosdb_query::column_names::alias_casts_of_columns;
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
 use chronosdb_query::plan_cache::{Lookup, parameterize};
@@ -217,7 +218,16 @@ where
     let parser = database.service.query_parser();
     let replaced = rewrite_catalog_functions(sql);
     let sql = replaced.as_deref().unwrap_or(sql);
-    let parsed = parser.parse_sql(client, sql, types).await?;
+    let parsed = match parser.parse_sql(client, sql, types).await {
+        // `SELECT time::text … ORDER BY time`: see `alias_casts_of_columns`.
+        Err(e) if e.to_string().contains("require unique expression names") => {
+            match alias_casts_of_columns(sql) {
+                Some(rewritten) => return parser.parse_sql(client, &rewritten, types).await,
+                None => return Err(e),
+            }
+        }
+        parsed => parsed?,
+    };
     let may_need_rewrite = sql.contains("pg_") && sql.to_ascii_lowercase().contains("(select");
     if may_need_rewrite
         && let Some((_, Some((_, plan)))) = &parsed

@@ -91,9 +91,71 @@ pub fn postgres_column_names(plan: &LogicalPlan) -> Option<Vec<String>> {
     changed.then_some(names)
 }
 
+/// `sql` with each unaliased cast of a column in its select list named after the column
+/// (`time::text` → `time::text AS "time"`, PostgreSQL's name for it), or `None` if it has
+/// none. DataFusion gives such a cast the column's own name, so a query that also sorts
+/// by the column (`SELECT time::text … ORDER BY time`) fails with two projections of one
+/// name; with the alias, `ORDER BY time` means the output column, as in PostgreSQL. The
+/// front end plans the rewritten statement only after the original failed that way.
+pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(query)] = statements.as_mut_slice() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let mut changed = false;
+    for item in select.projection.iter_mut() {
+        let SelectItem::UnnamedExpr(SqlExpr::Cast { expr, .. }) = item else {
+            continue;
+        };
+        let column = match expr.as_ref() {
+            SqlExpr::Identifier(ident) => ident.value.clone(),
+            SqlExpr::CompoundIdentifier(parts) => match parts.last() {
+                Some(ident) => ident.value.clone(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let SelectItem::UnnamedExpr(cast) =
+            std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: cast,
+                alias: Ident::with_quote('"', column),
+            };
+            changed = true;
+        }
+    }
+    changed.then(|| statements[0].to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::name_of_output;
+    use super::{alias_casts_of_columns, name_of_output};
+
+    #[test]
+    fn casts_of_columns_get_the_column_name() {
+        assert_eq!(
+            alias_casts_of_columns(
+                "SELECT time::text, CAST(m.v AS TEXT), v + 1 FROM m ORDER BY time"
+            )
+            .as_deref(),
+            Some(
+                r#"SELECT time::TEXT AS "time", CAST(m.v AS TEXT) AS "v", v + 1 FROM m ORDER BY time"#
+            )
+        );
+        assert_eq!(
+            alias_casts_of_columns("SELECT time::text AS t FROM m"),
+            None
+        );
+        assert_eq!(alias_casts_of_columns("DELETE FROM m"), None);
+    }
 
     #[test]
     fn outputs_are_named_after_their_function() {

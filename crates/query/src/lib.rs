@@ -158,6 +158,9 @@ impl QueryEngine {
         // them in time order with memory bounded by the sort (which can spill), where a
         // hash join would hold one whole side in memory.
         config.options_mut().optimizer.prefer_hash_join = false;
+        // Filters are evaluated while Parquet is decoded: the filter columns first, the
+        // others only for the rows that pass.
+        config.options_mut().execution.parquet.pushdown_filters = true;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())

@@ -445,9 +445,11 @@ fn parquet_plan(
         .with_bloom_filter_on_read(false)
         .with_parquet_file_reader_factory(Arc::new(reader));
     if let Some(predicate) = predicate {
+        // Late materialisation as the session says (on by default, see `session_for`).
+        let pushdown = state.config_options().execution.parquet.pushdown_filters;
         source = source
             .with_predicate(predicate)
-            .with_pushdown_filters(true)
+            .with_pushdown_filters(pushdown)
             .with_reorder_filters(true);
     }
     // Each file's row count is exact (files are merged when written): with the table-wide
