@@ -14,6 +14,7 @@ pub mod insert;
 pub mod last_point;
 pub mod newest_buckets;
 mod parquet_reader;
+pub use parquet_reader::LocalFiles;
 pub mod pg_catalog_overrides;
 pub mod plan_cache;
 pub mod scan_predicates;
@@ -107,6 +108,8 @@ impl QueryError {
 pub struct QueryEngine {
     engine: Arc<Engine>,
     runtime: Arc<RuntimeEnv>,
+    /// Where the object store keeps its files, if on local disk (see `LocalFiles`).
+    local_files: Option<Arc<LocalFiles>>,
 }
 
 impl QueryEngine {
@@ -126,7 +129,18 @@ impl QueryEngine {
         );
         let url = Url::parse(table::STORE_URL).map_err(external)?;
         runtime.register_object_store(&url, engine.object_store());
-        Ok(Self { engine, runtime })
+        Ok(Self {
+            engine,
+            runtime,
+            local_files: None,
+        })
+    }
+
+    /// Tells the engine that the object store's files are under `root` on local disk,
+    /// so small Parquet reads are made directly (see `parquet_reader`).
+    pub fn with_local_files(mut self, root: std::path::PathBuf) -> Self {
+        self.local_files = Some(Arc::new(LocalFiles { root }));
+        self
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -161,6 +175,9 @@ impl QueryEngine {
         // Filters are evaluated while Parquet is decoded: the filter columns first, the
         // others only for the rows that pass.
         config.options_mut().execution.parquet.pushdown_filters = true;
+        if let Some(local) = &self.local_files {
+            config = config.with_extension(local.clone());
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())

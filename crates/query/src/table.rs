@@ -16,7 +16,7 @@ use chronosdb_storage::persist::sort_and_merge;
 
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
-use crate::parquet_reader::PageIndexCachingReaderFactory;
+use crate::parquet_reader::{LocalFiles, PageIndexCachingReaderFactory};
 use crate::scan_size::overlap_fraction;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -435,10 +435,13 @@ fn parquet_plan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let runtime = state.runtime_env();
     let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-    let reader = PageIndexCachingReaderFactory::new(CachedParquetFileReaderFactory::new(
-        runtime.object_store(&store_url)?,
-        runtime.cache_manager.get_file_metadata_cache(),
-    ));
+    let reader = PageIndexCachingReaderFactory::new(
+        CachedParquetFileReaderFactory::new(
+            runtime.object_store(&store_url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        ),
+        state.config().get_extension::<LocalFiles>(),
+    );
     // chronosdb writes no bloom filters: looking for them would only cost a read per file.
     let mut source = ParquetSource::new(schema.clone())
         .with_enable_page_index(true)

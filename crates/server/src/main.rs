@@ -167,7 +167,10 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         source,
     })?;
     let auth = Arc::new(authenticator(&args)?);
-    let query = QueryEngine::new(engine.clone(), args.query_memory)?;
+    let mut query = QueryEngine::new(engine.clone(), args.query_memory)?;
+    if let Some(root) = store::local_root(args.object_store.as_deref(), &args.data_dir) {
+        query = query.with_local_files(root);
+    }
     let mut frontend =
         PgFrontend::new(query, auth.clone()).with_idle_timeout(Some(args.pg_idle_timeout));
     let mut http_tls = None;

@@ -45,6 +45,15 @@ pub fn build(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ObjectStore>,
     )))
 }
 
+/// The local directory `build` keeps the files in, for the same arguments (`None` for
+/// remote and in-memory stores).
+pub fn local_root(url: Option<&str>, data_dir: &Path) -> Option<std::path::PathBuf> {
+    match url {
+        None => Some(data_dir.join("objects")),
+        Some(url) => url.strip_prefix("file://").map(std::path::PathBuf::from),
+    }
+}
+
 /// A local directory as an object store (created if missing).
 pub fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>, ServerError> {
     std::fs::create_dir_all(dir)
