@@ -212,9 +212,6 @@ async fn parse_statement<C>(
 where
     C: ClientInfo + Unpin + Send + Sync,
 {
-    if let Some(statement) = cached_statement(database, client, sql, types).await? {
-        return Ok(Some(statement));
-    }
     let parser = database.service.query_parser();
     let replaced = rewrite_catalog_functions(sql);
     let sql = replaced.as_deref().unwrap_or(sql);
@@ -241,7 +238,8 @@ where
 }
 
 /// `sql` from the database's plan cache, its literals bound (see
-/// `chronosdb_query::plan_cache`); `None` to parse and plan it as usual. Statements with
+/// `chronosdb_query::plan_cache`); `None` to parse and plan it as usual
+/// ([`parse_statement`]). Both protocols look here first, before any other parsing. Statements with
 /// typed parameters, catalog queries (often rewritten first) and sessions in a time zone
 /// (whose plans the time-zone hook wraps) always take the usual way.
 async fn cached_statement<C>(
@@ -338,6 +336,22 @@ fn is_single_delete(sql: &str) -> bool {
         )
 }
 
+/// Runs the planned query of a simple Query message: checked against the connection's
+/// token, then streamed.
+async fn run_simple_query<C>(
+    client: &C,
+    database: &Database,
+    plan: LogicalPlan,
+) -> PgWireResult<Vec<Response>>
+where
+    C: ClientInfo + Unpin + Send + Sync,
+{
+    access::check_plan(client, &plan)?;
+    let response =
+        execute::stream_plan(client, &database.context, plan, &Format::UnifiedText).await?;
+    Ok(vec![Response::Query(response)])
+}
+
 /// Records that the client sent a statement (for the idle check).
 fn touch<C: ClientInfo + ?Sized>(client: &C) {
     if let Some(activity) = client.session_extensions().get::<Arc<Activity>>() {
@@ -381,10 +395,7 @@ impl SimpleQueryHandler for QueryRouter {
         if let Some((_, Some((SqlStatement::Query(_), plan)))) =
             cached_statement(&database, client, query, &[]).await?
         {
-            access::check_plan(client, &plan)?;
-            let response =
-                execute::stream_plan(client, &database.context, plan, &Format::UnifiedText).await?;
-            return Ok(vec![Response::Query(response)]);
+            return run_simple_query(client, &database, plan).await;
         }
         // Queries (what psql and BI tools mostly send) take the same streaming,
         // cancellable path as the extended protocol; other statements (SET, DDL, cursors,
@@ -463,11 +474,7 @@ impl QueryRouter {
         if is_single_query(sql) {
             let parsed = parse_statement(database, client, sql, &[]).await?;
             if let Some((_, Some((SqlStatement::Query(_), plan)))) = parsed {
-                access::check_plan(client, &plan)?;
-                let response =
-                    execute::stream_plan(client, &database.context, plan, &Format::UnifiedText)
-                        .await?;
-                return Ok(vec![Response::Query(response)]);
+                return run_simple_query(client, database, plan).await;
             }
         }
         if let Some(response) = self.run_regex_delete(client, database, sql).await? {
@@ -724,7 +731,10 @@ impl QueryParser for RoutingParser {
         let database = self.sessions.for_client(client)?;
         let rewritten = rewrite_show(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        let parsed = parse_statement(&database, client, sql, types).await?;
+        let parsed = match cached_statement(&database, client, sql, types).await? {
+            Some(cached) => Some(cached),
+            None => parse_statement(&database, client, sql, types).await?,
+        };
         if !access::is_admin(client) {
             match &parsed {
                 Some((_, Some((statement, plan)))) => {

@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chronosdb_catalog::TableSchema;
 use chronosdb_storage::Engine;
@@ -53,6 +54,10 @@ use crate::table::ChronosTable;
 /// Entries kept per database; a full cache is emptied (statements of a real workload are
 /// far fewer, so this only bounds hostile or generated variety).
 const MAX_ENTRIES: usize = 1024;
+
+/// How long a key found uncacheable is left alone before its generic form is tried again
+/// (a table whose schema changed while it was planned, for one, is cacheable later).
+const RETRY_UNCACHEABLE: Duration = Duration::from_secs(60);
 
 /// A literal taken out of a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +223,8 @@ pub enum Lookup {
 pub struct PlanCache {
     engine: Arc<Engine>,
     database: String,
-    entries: Mutex<HashMap<String, Option<Arc<CachedPlan>>>>,
+    /// A key's plan, or when it was found uncacheable.
+    entries: Mutex<HashMap<String, Result<Arc<CachedPlan>, Instant>>>,
 }
 
 impl PlanCache {
@@ -235,9 +241,9 @@ impl PlanCache {
         let entry = self.entries.lock().get(key).cloned();
         match entry {
             None => Lookup::Miss,
-            Some(None) => Lookup::Uncacheable,
-            Some(Some(plan)) if plan.is_current(&self.engine, &self.database) => Lookup::Hit(plan),
-            Some(Some(_)) => {
+            Some(Err(since)) if since.elapsed() < RETRY_UNCACHEABLE => Lookup::Uncacheable,
+            Some(Ok(plan)) if plan.is_current(&self.engine, &self.database) => Lookup::Hit(plan),
+            Some(_) => {
                 self.entries.lock().remove(key);
                 Lookup::Miss
             }
@@ -261,7 +267,7 @@ impl PlanCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key.to_string(), entry.clone());
+        entries.insert(key.to_string(), entry.clone().ok_or_else(Instant::now));
         entry
     }
 }
