@@ -474,34 +474,38 @@ fn placeholder_types(plan: &LogicalPlan) -> Option<Vec<DataType>> {
 /// Whether `plan` calls a function whose value is not fixed by its arguments (`now()`,
 /// `random()`).
 fn calls_volatile(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility != Volatility::Immutable
-                {
-                    found = true;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
+    any_node(plan, |node| {
+        let mut found = false;
+        let _ = node.apply_expressions(|expr| {
+            found = expr.exists(|e| {
+                Ok(matches!(e, Expr::ScalarFunction(f)
+                    if f.func.signature().volatility != Volatility::Immutable))
+            })?;
+            Ok(match found {
+                true => TreeNodeRecursion::Stop,
+                false => TreeNodeRecursion::Continue,
             })
-        })
-    });
-    found
+        });
+        found
+    })
 }
 
 /// Whether `plan` holds a node of an extension (their expressions are their own).
 fn has_extension(plan: &LogicalPlan) -> bool {
-    let mut found = false;
+    any_node(plan, |node| matches!(node, LogicalPlan::Extension(_)))
+}
+
+/// Whether a node of `plan`, subqueries included, is one `found` accepts.
+fn any_node(plan: &LogicalPlan, mut found: impl FnMut(&LogicalPlan) -> bool) -> bool {
+    let mut any = false;
     let _ = plan.apply_with_subqueries(|node| {
-        found = matches!(node, LogicalPlan::Extension(_));
-        Ok(match found {
+        any = found(node);
+        Ok(match any {
             true => TreeNodeRecursion::Stop,
             false => TreeNodeRecursion::Continue,
         })
     });
-    found
+    any
 }
 
 /// A plan that is already analyzed and optimized: front ends plan it physically as it

@@ -4,7 +4,8 @@
 //! files, row groups and pages are pruned however the plan is shaped. It reports them as
 //! inexact (the write buffer and merged chunks are filtered above the scan), so DataFusion
 //! keeps a filter above the scan, and its physical filter pushdown then adds the same
-//! conjuncts to the source a second time. Every conjunct costs at each file the scan opens
+//! conjuncts to the source a second time (a second logical optimizer pass can also hand
+//! the scan a conjunct twice). Every conjunct costs at each file the scan opens
 //! (pruning predicate, page index, row filter), which for a short query is a measurable
 //! part of its time; this rule, run after DataFusion's own, keeps one of each.
 

@@ -213,15 +213,6 @@ impl TableProvider for ChronosTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Inexact pushdown leaves the filter above the scan, and a second optimizer pass
-        // pushes it again: the same conjuncts can arrive twice. Pruning them twice costs.
-        let mut unique: Vec<Expr> = Vec::with_capacity(filters.len());
-        for filter in filters {
-            if !unique.contains(filter) {
-                unique.push(filter.clone());
-            }
-        }
-        let filters = unique.as_slice();
         let snapshot = self
             .engine
             .table_snapshot(&self.database, &self.name)

@@ -125,6 +125,16 @@ async fn wait_for_files(client: &tokio_postgres::Client, files: i64) {
     );
 }
 
+/// Starts an eagerly compacting server on `dir`, waits for one file per day (two days),
+/// and checks every row against `before`.
+async fn compact_and_compare(dir: &std::path::Path, before: &[String], what: &str) {
+    let server = TestServer::start_with(dir, EAGER);
+    let client = server.pg("c").await;
+    wait_for_files(&client, 2).await;
+    same_rows(&all_rows(&client).await, before, what);
+    server.stop();
+}
+
 #[tokio::test]
 async fn compaction_merges_small_files_and_changes_no_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,16 +180,8 @@ async fn compaction_merges_small_files_and_changes_no_answer() {
     );
     server.stop();
 
-    let server = TestServer::start_with(dir.path(), EAGER);
-    let client = server.pg("c").await;
     // One file per day partition.
-    wait_for_files(&client, 2).await;
-    same_rows(
-        &all_rows(&client).await,
-        &before,
-        "compaction changed an answer",
-    );
-    server.stop();
+    compact_and_compare(dir.path(), &before, "compaction changed an answer").await;
 
     // The replaced files are gone once nothing can read them (here: at the next start).
     let server = TestServer::start_with(dir.path(), NO_COMPACTION);
@@ -239,14 +241,6 @@ async fn a_crash_mid_compaction_leaves_the_old_files_or_the_new_ones() {
         server.stop();
 
         // Compaction finishes on the next run, with the same answers.
-        let server = TestServer::start_with(dir.path(), EAGER);
-        let client = server.pg("c").await;
-        wait_for_files(&client, 2).await;
-        same_rows(
-            &all_rows(&client).await,
-            &before,
-            &format!("{step}: after compaction"),
-        );
-        server.stop();
+        compact_and_compare(dir.path(), &before, &format!("{step}: after compaction")).await;
     }
 }
