@@ -108,19 +108,14 @@ async fn plan_and_run<C: ClientInfo + ?Sized>(
 ) -> PgWireResult<impl futures::Stream<Item = PgWireResult<RecordBatch>> + Send + 'static> {
     let deadline = deadline(client);
     let mut state = context.state();
-    let optimized = optimized_inner(plan).map(|optimized| &optimized.plan);
-    if scan_size::is_small(optimized.unwrap_or(plan)) {
+    let optimized = optimized_inner(plan);
+    if scan_size::is_small(optimized.map_or(plan, |optimized| &optimized.plan)) {
         // A short window: one partition plans and runs faster than two (see scan_size).
         state.config_mut().options_mut().execution.target_partitions = 1;
     }
     let planning = async {
         match optimized {
-            Some(plan) => {
-                state
-                    .query_planner()
-                    .create_physical_plan(plan, &state)
-                    .await
-            }
+            Some(optimized) => optimized.create_physical_plan(&state).await,
             None => state.create_physical_plan(plan).await,
         }
     };

@@ -16,6 +16,7 @@ pub mod newest_buckets;
 mod parquet_reader;
 pub use parquet_reader::LocalFiles;
 pub mod pg_catalog_overrides;
+pub mod physical_reuse;
 pub mod plan_cache;
 pub mod scan_predicates;
 pub mod scan_size;

@@ -42,6 +42,7 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore, Volatility,
 };
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -49,6 +50,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use parking_lot::Mutex;
 
 use crate::column_names::postgres_column_names;
+use crate::physical_reuse::{PhysicalTemplate, Reuse};
 use crate::table::ChronosTable;
 
 /// Entries kept per database; a full cache is emptied (statements of a real workload are
@@ -285,6 +287,8 @@ pub struct CachedPlan {
     names: Option<Vec<String>>,
     /// The tables read and the schemas the plan was made with.
     tables: Vec<(String, TableSchema)>,
+    /// The physical plan, once it is known to be reusable (optimized plans only).
+    template: Arc<PhysicalTemplate>,
 }
 
 impl CachedPlan {
@@ -321,6 +325,7 @@ impl CachedPlan {
             types,
             names,
             tables,
+            template: Arc::default(),
         }))
     }
 
@@ -353,6 +358,10 @@ impl CachedPlan {
                 node: Arc::new(OptimizedPlan {
                     plan,
                     names: self.names.clone(),
+                    reuse: Some(Reuse {
+                        template: self.template.clone(),
+                        values,
+                    }),
                 }),
             }),
             false => plan,
@@ -515,6 +524,32 @@ pub struct OptimizedPlan {
     pub plan: LogicalPlan,
     /// PostgreSQL's result column names, from the plan before optimization.
     pub names: Option<Vec<String>>,
+    /// The statement's physical plan template and this run's literals.
+    pub reuse: Option<Reuse>,
+}
+
+impl OptimizedPlan {
+    /// The physical plan: rebound from the statement's template when it has one that
+    /// fits this run (see `physical_reuse`), planned in full otherwise.
+    pub async fn create_physical_plan(
+        &self,
+        state: &SessionState,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match &self.reuse {
+            Some(reuse) => {
+                reuse
+                    .template
+                    .create_physical_plan(state, &self.plan, &reuse.values)
+                    .await
+            }
+            None => {
+                state
+                    .query_planner()
+                    .create_physical_plan(&self.plan, state)
+                    .await
+            }
+        }
+    }
 }
 
 impl UserDefinedLogicalNodeCore for OptimizedPlan {

@@ -84,6 +84,70 @@ impl ChronosTable {
         Some((in_files + in_buffer).ceil() as u64)
     }
 
+    /// What a scan with `filters` reads: the files and buffer whose time ranges the
+    /// filters and the retention period keep. `None` for a table that no longer exists.
+    fn select(&self, filters: &[Expr]) -> Result<Option<Selection>> {
+        let snapshot = self
+            .engine
+            .table_snapshot(&self.database, &self.name)
+            .map_err(crate::external)?;
+        let Some(snapshot) = snapshot else {
+            return Ok(None);
+        };
+        let mut bounds = TimeBounds::from_filters(filters);
+        // Files wholly older than the retention period are already left out of the
+        // snapshot; one that straddles the cutoff still holds older rows.
+        let cutoff = snapshot
+            .retention_cutoff
+            .filter(|cutoff| snapshot.files.iter().any(|f| f.min_time < *cutoff));
+        if let Some(cutoff) = snapshot.retention_cutoff {
+            bounds.min = bounds.min.max(cutoff);
+        }
+        let mut chunks: Vec<Chunk> = snapshot
+            .files
+            .into_iter()
+            .filter(|f| bounds.overlaps(f.min_time, f.max_time))
+            .map(Chunk::File)
+            .collect();
+        if !snapshot.buffered.is_empty() {
+            let (lo, hi) = buffered_range(&snapshot.buffered);
+            if bounds.overlaps(lo, hi) {
+                chunks.push(Chunk::Buffer(
+                    snapshot.buffered,
+                    lo,
+                    hi,
+                    snapshot.buffered_may_have_duplicates,
+                ));
+            }
+        }
+        Ok(Some(Selection {
+            table_schema: snapshot.schema,
+            cutoff,
+            chunks,
+        }))
+    }
+
+    /// The files a scan with `filters` reads, in the order [`TableProvider::scan`] gives
+    /// them to its Parquet plan, when that plan is all the scan is: no buffered rows in
+    /// range, no file overlapping another, none straddling the retention cutoff. `None`
+    /// otherwise (and for a table that no longer exists).
+    pub(crate) fn plain_files(&self, filters: &[Expr]) -> Result<Option<Vec<ParquetFile>>> {
+        let Some(selection) = self.select(filters)? else {
+            return Ok(None);
+        };
+        if selection.cutoff.is_some() {
+            return Ok(None);
+        }
+        let mut files = Vec::new();
+        for group in overlap_groups(selection.chunks) {
+            match <[Chunk; 1]>::try_from(group) {
+                Ok([Chunk::File(file)]) => files.push(file),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(files))
+    }
+
     pub fn new(engine: Arc<Engine>, database: &str, name: &str, schema: &TableSchema) -> Self {
         Self {
             engine,
@@ -213,22 +277,19 @@ impl TableProvider for ChronosTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self
-            .engine
-            .table_snapshot(&self.database, &self.name)
-            .map_err(crate::external)?;
-        let Some(snapshot) = snapshot else {
+        let Some(Selection {
+            table_schema,
+            cutoff,
+            chunks,
+        }) = self.select(filters)?
+        else {
             return empty_plan(&self.schema, projection);
         };
         // The table may have gained columns since this provider was made.
-        let schema = snapshot.schema.arrow_schema();
-        let mut bounds = TimeBounds::from_filters(filters);
-        // Files wholly older than the retention period are already left out of the
-        // snapshot; one that straddles the cutoff still holds older rows, which a filter
-        // over the whole scan removes (its `time` column read for that if not asked for).
-        let cutoff = snapshot
-            .retention_cutoff
-            .filter(|cutoff| snapshot.files.iter().any(|f| f.min_time < *cutoff));
+        let schema = table_schema.arrow_schema();
+        // A file that straddles the retention cutoff still holds older rows, which a
+        // filter over the whole scan removes (its `time` column read for that if not
+        // asked for).
         let requested = projection.cloned();
         let time_index = schema.index_of(TIME_COLUMN)?;
         let projection = match (&requested, cutoff) {
@@ -239,27 +300,6 @@ impl TableProvider for ChronosTable {
             }
             _ => requested.clone(),
         };
-        if let Some(cutoff) = snapshot.retention_cutoff {
-            bounds.min = bounds.min.max(cutoff);
-        }
-
-        let mut chunks: Vec<Chunk> = snapshot
-            .files
-            .into_iter()
-            .filter(|f| bounds.overlaps(f.min_time, f.max_time))
-            .map(Chunk::File)
-            .collect();
-        if !snapshot.buffered.is_empty() {
-            let (lo, hi) = buffered_range(&snapshot.buffered);
-            if bounds.overlaps(lo, hi) {
-                chunks.push(Chunk::Buffer(
-                    snapshot.buffered,
-                    lo,
-                    hi,
-                    snapshot.buffered_may_have_duplicates,
-                ));
-            }
-        }
 
         let predicate = match conjunction(filters.iter().cloned()) {
             Some(expr) => {
@@ -316,7 +356,7 @@ impl TableProvider for ChronosTable {
             if batches.is_empty() {
                 continue;
             }
-            let merged = merge_chunks(&batches, &snapshot.schema)?;
+            let merged = merge_chunks(&batches, &table_schema)?;
             plans.push(MemorySourceConfig::try_new_exec(
                 &[vec![merged]],
                 schema.clone(),
@@ -342,6 +382,15 @@ impl TableProvider for ChronosTable {
             None => Ok(plan),
         }
     }
+}
+
+/// The chunks a scan reads (see [`ChronosTable::select`]).
+struct Selection {
+    /// The table's schema now: it may have gained columns since the provider was made.
+    table_schema: TableSchema,
+    /// The retention cutoff, when a file of the table still holds rows older than it.
+    cutoff: Option<i64>,
+    chunks: Vec<Chunk>,
 }
 
 /// Appends the rows of `files` (given in write order) to `batches`, file after file: the
@@ -446,33 +495,35 @@ fn parquet_plan(
             .with_pushdown_filters(pushdown)
             .with_reorder_filters(true);
     }
-    // Each file's row count is exact (files are merged when written): with the table-wide
-    // total declared, `count(*)` without a filter is answered without reading the files.
-    let rows: u64 = files.iter().map(|f| f.row_count).sum();
-    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
-    let statistics = Statistics {
-        num_rows: Precision::Exact(rows as usize),
-        total_byte_size: Precision::Inexact(bytes as usize),
-        column_statistics: Statistics::unknown_column(schema),
-    };
-    let group: Vec<PartitionedFile> = files
-        .into_iter()
-        .map(|f| PartitionedFile::new(f.path, f.size_bytes))
-        .collect();
+    let partitions = state.config_options().execution.target_partitions;
     let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-        .with_file_groups(split_groups(group))
-        .with_statistics(statistics)
+        .with_statistics(files_statistics(&files, schema))
+        .with_file_groups(file_groups(files, partitions))
         .with_projection_indices(projection)?
         .build();
     Ok(DataSourceExec::from_data_source(config))
 }
 
-/// Spreads files over two groups so both cores read in parallel.
-fn split_groups(files: Vec<PartitionedFile>) -> Vec<FileGroup> {
-    let parallelism = 2.min(files.len()).max(1);
+/// The statistics of a scan of `files`. Each file's row count is exact (files are merged
+/// when written): with the total declared, `count(*)` without a filter is answered
+/// without reading the files.
+pub(crate) fn files_statistics(files: &[ParquetFile], schema: &SchemaRef) -> Statistics {
+    let rows: u64 = files.iter().map(|f| f.row_count).sum();
+    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+    Statistics {
+        num_rows: Precision::Exact(rows as usize),
+        total_byte_size: Precision::Inexact(bytes as usize),
+        column_statistics: Statistics::unknown_column(schema),
+    }
+}
+
+/// Spreads `files` over up to two groups (at most `partitions`), so both cores read in
+/// parallel unless the query is planned for one partition (see `scan_size`).
+pub(crate) fn file_groups(files: Vec<ParquetFile>, partitions: usize) -> Vec<FileGroup> {
+    let parallelism = partitions.clamp(1, 2).min(files.len()).max(1);
     let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parallelism];
     for (i, f) in files.into_iter().enumerate() {
-        groups[i % parallelism].push(f);
+        groups[i % parallelism].push(PartitionedFile::new(f.path, f.size_bytes));
     }
     groups.into_iter().map(FileGroup::new).collect()
 }
