@@ -9,6 +9,7 @@
 
 mod access;
 mod auth;
+mod connection;
 mod copy;
 mod errors;
 mod execute;
@@ -148,7 +149,7 @@ pub async fn serve(listener: TcpListener, frontend: Arc<PgFrontend>) -> std::io:
         };
         let tls = frontend.tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+            if let Err(e) = connection::serve_connection(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
             }
             if let Some(watch) = idle_watch {
