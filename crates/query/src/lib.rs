@@ -21,6 +21,7 @@ pub mod plan_cache;
 pub mod scan_predicates;
 pub mod scan_size;
 pub mod series_match;
+mod series_rows;
 pub mod show;
 pub mod system;
 pub mod table;

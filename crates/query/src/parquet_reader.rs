@@ -19,14 +19,50 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chronosdb_catalog::ParquetFile;
+use datafusion::catalog::Session;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::BoxFuture;
+
+use crate::table::STORE_URL;
+
+/// The reader factory of every chronosdb Parquet scan in `state`: footers and page
+/// indexes cached in the runtime's metadata cache, small local reads made directly.
+pub(crate) fn reader_factory(
+    state: &dyn Session,
+) -> datafusion::common::Result<PageIndexCachingReaderFactory> {
+    let runtime = state.runtime_env();
+    let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+    Ok(PageIndexCachingReaderFactory::new(
+        CachedParquetFileReaderFactory::new(
+            runtime.object_store(&store_url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        ),
+        state.config().get_extension::<LocalFiles>(),
+    ))
+}
+
+/// The footer and page index of `file`, from the metadata cache or read (and cached, so
+/// a scan of the file that follows finds it there).
+pub(crate) async fn file_metadata(
+    state: &dyn Session,
+    file: &ParquetFile,
+) -> datafusion::common::Result<Arc<ParquetMetaData>> {
+    let mut reader = reader_factory(state)?.create_reader(
+        0,
+        PartitionedFile::new(file.path.clone(), file.size_bytes),
+        None,
+        &ExecutionPlanMetricsSet::new(),
+    )?;
+    Ok(reader.get_metadata(None).await?)
+}
 
 /// Reads up to this many bytes in one call are made directly from a local file.
 const DIRECT_READ_BYTES: u64 = 1024 * 1024;

@@ -25,7 +25,6 @@
 
 use std::sync::Arc;
 
-use chronosdb_catalog::ParquetFile;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::config::{ExecutionOptions, OptimizerOptions};
@@ -42,6 +41,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 use parking_lot::Mutex;
 
+use crate::series_rows::{ParquetScan, known_indexes};
 use crate::table::{ChronosTable, file_groups, files_statistics};
 
 /// Node kinds whose physical planning depends on their input's shape only.
@@ -289,14 +289,31 @@ fn rebound(
         Some(files) if !files.is_empty() => files,
         _ => return Ok(None),
     };
+    // Series indexes not read yet are read by a full planning.
+    let Some(indexes) = known_indexes(table.engine(), &files) else {
+        return Ok(None);
+    };
+    let scan = ParquetScan::narrowed(files, indexes, &filters);
+    if scan.files.is_empty() || Some(scan.prune) != prunes(&template.plan) {
+        return Ok(None);
+    }
     let rebinder = Rebinder {
         from: &template.values,
         to: values,
-        files,
+        scan,
         partitions: state.config_options().execution.target_partitions,
         repartition_file_min_size: state.config_options().optimizer.repartition_file_min_size,
     };
     rebinder.node(&template.plan).map(Some)
+}
+
+/// Whether the Parquet scan in `plan` prunes by statistics (see `series_rows`).
+fn prunes(plan: &Arc<dyn ExecutionPlan>) -> Option<bool> {
+    if let Some(scan) = plan.downcast_ref::<DataSourceExec>() {
+        let (_, parquet) = scan.downcast_to_file_source::<ParquetSource>()?;
+        return Some(parquet.table_parquet_options().global.pruning);
+    }
+    plan.children().into_iter().find_map(prunes)
 }
 
 /// The one chronosdb table `plan` reads and the filters its scan was given; `None` if
@@ -321,7 +338,7 @@ fn single_scan(plan: &LogicalPlan) -> Option<(ChronosTable, Vec<Expr>)> {
 struct Rebinder<'a> {
     from: &'a [ScalarValue],
     to: &'a [ScalarValue],
-    files: Vec<ParquetFile>,
+    scan: ParquetScan,
     partitions: usize,
     repartition_file_min_size: usize,
 }
@@ -369,8 +386,8 @@ impl Rebinder<'_> {
             .any(|file| file.range.is_some());
         let config = FileScanConfigBuilder::from(config.clone())
             .with_source(source)
-            .with_statistics(files_statistics(&self.files, &schema))
-            .with_file_groups(file_groups(self.files.clone(), self.partitions))
+            .with_statistics(files_statistics(&self.scan, &schema))
+            .with_file_groups(file_groups(self.scan.files.clone(), self.partitions))
             .build();
         let repartitioned = match ranged {
             true => config.repartitioned(

@@ -16,17 +16,18 @@ use chronosdb_storage::persist::sort_and_merge;
 
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
-use crate::parquet_reader::{LocalFiles, PageIndexCachingReaderFactory};
+use crate::parquet_reader::reader_factory;
 use crate::scan_size::overlap_fraction;
+use crate::series_rows::{ParquetScan, load_indexes};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Result, ScalarValue, Statistics, not_impl_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::source::DataSourceExec;
@@ -364,13 +365,17 @@ impl TableProvider for ChronosTable {
             )?);
         }
         if !plain_files.is_empty() {
-            plans.push(parquet_plan(
-                state,
-                &schema,
-                plain_files,
-                projection.clone(),
-                predicate,
-            )?);
+            let indexes = load_indexes(&self.engine, state, &plain_files).await?;
+            let scan = ParquetScan::narrowed(plain_files, indexes, filters);
+            if !scan.files.is_empty() {
+                plans.push(parquet_plan(
+                    state,
+                    &schema,
+                    scan,
+                    projection.clone(),
+                    predicate,
+                )?);
+            }
         }
         let plan = match plans.len() {
             0 => return empty_plan(&schema, requested.as_ref()),
@@ -403,7 +408,7 @@ async fn read_in_write_order(
     batches: &mut Vec<RecordBatch>,
 ) -> Result<()> {
     for file in files {
-        let plan = parquet_plan(state, schema, vec![file], None, None)?;
+        let plan = parquet_plan(state, schema, ParquetScan::whole(vec![file]), None, None)?;
         batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
     }
     Ok(())
@@ -462,29 +467,26 @@ pub(crate) fn empty_plan(
     )?)
 }
 
-/// A Parquet scan of `files`. Footers and page indexes come from the runtime's metadata
-/// cache (files are immutable, so a cached footer never goes stale), and predicates are
-/// evaluated while decoding: the filter columns are read first, and the other columns only
-/// for the rows that pass (late materialisation).
+/// A Parquet scan of `scan`'s files. Footers and page indexes come from the runtime's
+/// metadata cache (files are immutable, so a cached footer never goes stale), and
+/// predicates are evaluated while decoding: the filter columns are read first, and the
+/// other columns only for the rows that pass (late materialisation). Files whose series
+/// index narrowed the rows to read carry that selection (see `series_rows`).
 fn parquet_plan(
     state: &dyn Session,
     schema: &SchemaRef,
-    files: Vec<ParquetFile>,
+    scan: ParquetScan,
     projection: Option<Vec<usize>>,
     predicate: Option<Arc<dyn datafusion::physical_plan::PhysicalExpr>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let runtime = state.runtime_env();
-    let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-    let reader = PageIndexCachingReaderFactory::new(
-        CachedParquetFileReaderFactory::new(
-            runtime.object_store(&store_url)?,
-            runtime.cache_manager.get_file_metadata_cache(),
-        ),
-        state.config().get_extension::<LocalFiles>(),
-    );
+    let reader = reader_factory(state)?;
+    let mut options = TableParquetOptions::default();
+    // Statistics and the page index only cost time when the selected rows are narrower.
+    options.global.pruning = scan.prune;
     // chronosdb writes no bloom filters: looking for them would only cost a read per file.
     let mut source = ParquetSource::new(schema.clone())
-        .with_enable_page_index(true)
+        .with_table_parquet_options(options)
+        .with_enable_page_index(scan.prune)
         .with_bloom_filter_on_read(false)
         .with_parquet_file_reader_factory(Arc::new(reader));
     if let Some(predicate) = predicate {
@@ -496,34 +498,32 @@ fn parquet_plan(
             .with_reorder_filters(true);
     }
     let partitions = state.config_options().execution.target_partitions;
-    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-        .with_statistics(files_statistics(&files, schema))
-        .with_file_groups(file_groups(files, partitions))
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+        .with_statistics(files_statistics(&scan, schema))
+        .with_file_groups(file_groups(scan.files, partitions))
         .with_projection_indices(projection)?
         .build();
     Ok(DataSourceExec::from_data_source(config))
 }
 
-/// The statistics of a scan of `files`. Each file's row count is exact (files are merged
-/// when written): with the total declared, `count(*)` without a filter is answered
-/// without reading the files.
-pub(crate) fn files_statistics(files: &[ParquetFile], schema: &SchemaRef) -> Statistics {
-    let rows: u64 = files.iter().map(|f| f.row_count).sum();
-    let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+/// The statistics of a scan. Each file's row count is exact (files are merged when
+/// written): with the total declared, `count(*)` without a filter is answered without
+/// reading the files.
+pub(crate) fn files_statistics(scan: &ParquetScan, schema: &SchemaRef) -> Statistics {
     Statistics {
-        num_rows: Precision::Exact(rows as usize),
-        total_byte_size: Precision::Inexact(bytes as usize),
+        num_rows: Precision::Exact(scan.rows as usize),
+        total_byte_size: Precision::Inexact(scan.bytes as usize),
         column_statistics: Statistics::unknown_column(schema),
     }
 }
 
 /// Spreads `files` over up to two groups (at most `partitions`), so both cores read in
 /// parallel unless the query is planned for one partition (see `scan_size`).
-pub(crate) fn file_groups(files: Vec<ParquetFile>, partitions: usize) -> Vec<FileGroup> {
+pub(crate) fn file_groups(files: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
     let parallelism = partitions.clamp(1, 2).min(files.len()).max(1);
     let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parallelism];
     for (i, f) in files.into_iter().enumerate() {
-        groups[i % parallelism].push(PartitionedFile::new(f.path, f.size_bytes));
+        groups[i % parallelism].push(f);
     }
     groups.into_iter().map(FileGroup::new).collect()
 }
@@ -643,7 +643,7 @@ fn time_column(expr: &Expr) -> bool {
 }
 
 /// A timestamp literal in nanoseconds, whatever unit the planner gave it.
-fn timestamp_literal(expr: &Expr) -> Option<i64> {
+pub(crate) fn timestamp_literal(expr: &Expr) -> Option<i64> {
     let Expr::Literal(value, _) = expr else {
         return None;
     };

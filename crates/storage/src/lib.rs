@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod persist;
 pub mod record;
+pub mod series_index;
 pub mod shard;
 pub mod wal;
 pub mod write_batch;

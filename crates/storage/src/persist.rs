@@ -18,12 +18,13 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding};
-use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::buffer::align_batch;
 use crate::error::{Result, StorageError};
+use crate::series_index::SeriesIndex;
 
 /// Nanoseconds in a day: the width of a time partition.
 pub const PARTITION_NANOS: i64 = 86_400_000_000_000;
@@ -219,8 +220,18 @@ pub fn sort_and_merge_by(batch: &RecordBatch, key: &[String]) -> Result<RecordBa
 /// chunk makes a zstd compression and decompression context, which cost a one-series
 /// query about a tenth of its server time (see `docs/benchmarks.md`). Files written with
 /// zstd before stay readable: the codec is recorded per column chunk.
-fn writer_properties(schema: &SchemaRef, sort_key: &[String]) -> WriterProperties {
+fn writer_properties(
+    schema: &SchemaRef,
+    sort_key: &[String],
+    index: Option<&SeriesIndex>,
+) -> WriterProperties {
     let mut builder = WriterProperties::builder()
+        .set_key_value_metadata(index.map(|index| {
+            vec![KeyValue::new(
+                crate::series_index::FOOTER_KEY.to_string(),
+                index.encode(),
+            )]
+        }))
         .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
@@ -285,6 +296,8 @@ pub struct EncodedFile {
     pub bytes: Vec<u8>,
     /// The newest row of each series.
     pub newest: RecordBatch,
+    /// Where each series is in the file (also in its footer), if it is indexed.
+    pub index: Option<std::sync::Arc<SeriesIndex>>,
     pub min_time: i64,
     pub max_time: i64,
     pub rows: u64,
@@ -298,10 +311,12 @@ pub fn encode_file(
 ) -> Result<EncodedFile> {
     let (min_time, max_time) = crate::buffer::time_range(batch)
         .ok_or_else(|| StorageError::Arrow("a batch to persist has no time values".into()))?;
+    let index = SeriesIndex::build(batch, sort_key)?;
     Ok(EncodedFile {
         partition_start,
-        bytes: encode_parquet(batch, sort_key)?,
+        bytes: encode_parquet(batch, sort_key, index.as_ref())?,
         newest: newest_per_series(batch, sort_key)?,
+        index: index.map(std::sync::Arc::new),
         min_time,
         max_time,
         rows: batch.num_rows() as u64,
@@ -318,9 +333,14 @@ pub fn decode_aligned(bytes: bytes::Bytes, schema: &SchemaRef) -> Result<RecordB
     Ok(concat_batches(schema, &batches)?)
 }
 
-pub fn encode_parquet(batch: &RecordBatch, sort_key: &[String]) -> Result<Vec<u8>> {
+/// Encodes `batch` (sorted by `sort_key`, then time) with its series index in the footer.
+pub fn encode_parquet(
+    batch: &RecordBatch,
+    sort_key: &[String],
+    index: Option<&SeriesIndex>,
+) -> Result<Vec<u8>> {
     let schema = batch.schema();
-    let props = writer_properties(&schema, sort_key);
+    let props = writer_properties(&schema, sort_key, index);
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
     writer.write(batch)?;
@@ -395,7 +415,7 @@ mod tests {
         assert_eq!((a.value(0), b.value(0)), (4.0, 3.0));
         assert_eq!(a.value(1), 1.0);
         assert!(b.is_null(1));
-        let bytes = encode_parquet(first, &["host".to_string()]).expect("parquet");
+        let bytes = encode_parquet(first, &["host".to_string()], None).expect("parquet");
         assert!(bytes.starts_with(b"PAR1"));
     }
 

@@ -1,0 +1,542 @@
+//! A Parquet file's series index: where the rows of each series are, written in the file's
+//! footer so that a query for a few series over a time window reads only their rows.
+//!
+//! Files are sorted by their tags, the tag with the most values first, then by time (see
+//! `persist::sort_key`). So the rows of one value of the leading tag (typically the host)
+//! are one contiguous run, each series is a contiguous run inside it, and a series' rows
+//! are in time order. The index keeps the runs of the leading tag, where each series
+//! starts, and the time of every [`TIME_SAMPLE_ROWS`]-th row of the file. From these,
+//! [`SeriesIndex::rows`] gives the rows a filter on the leading tag and on time can match,
+//! to within [`TIME_SAMPLE_ROWS`] rows at either end of each series' window, without
+//! evaluating any statistics: the reader is handed exactly those rows (a DataFusion
+//! `ParquetAccessPlan`), and the query's predicate still decides row by row.
+//!
+//! The index is a key of the footer's key-value metadata ([`FOOTER_KEY`]), base64 of a
+//! small binary layout, so a file describes itself through backups, restores and
+//! restarts. Files without one (written before it existed, or with too many series to be
+//! worth indexing) are read with statistics pruning as before.
+
+use std::ops::Range;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, partition};
+use datafusion::arrow::datatypes::DataType;
+
+use crate::error::{Result, StorageError};
+
+/// The footer key-value metadata key holding the index.
+pub const FOOTER_KEY: &str = "chronosdb.series_index";
+/// One row in this many has its time in the index: a series' window is found to within
+/// this many rows at each end, at 8 bytes of index per this many rows.
+pub const TIME_SAMPLE_ROWS: usize = 256;
+/// Files with more series than this are not indexed: the index would grow the footer (and
+/// every cached copy of it) more than it saves.
+pub const MAX_INDEXED_SERIES: usize = 100_000;
+/// The layout's version, first byte of the encoding.
+const VERSION: u8 = 1;
+
+/// Where the series of one file are (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesIndex {
+    /// The leading tag of the file's sort key.
+    tag: String,
+    /// Its values in file order (ascending, rows without the tag first as `None`).
+    values: Vec<Option<String>>,
+    /// Rows `value_starts[i]..value_starts[i + 1]` hold `values[i]`; the last entry is the
+    /// file's row count.
+    value_starts: Vec<u32>,
+    /// The first row of each series, ascending, then the file's row count.
+    series_starts: Vec<u32>,
+    /// The oldest and newest time of each series.
+    series_times: Vec<(i64, i64)>,
+    /// The time of rows `0, TIME_SAMPLE_ROWS, 2 * TIME_SAMPLE_ROWS, …`.
+    time_samples: Vec<i64>,
+}
+
+impl SeriesIndex {
+    /// The index of `batch`, sorted by `sort_key` (tags) then time, as it is written; `None`
+    /// when there is no tag to lead, too many series, or too many rows to number in 32 bits.
+    pub fn build(batch: &RecordBatch, sort_key: &[String]) -> Result<Option<SeriesIndex>> {
+        let rows = batch.num_rows();
+        let Some(tag) = sort_key.first() else {
+            return Ok(None);
+        };
+        let (Some(leading), Ok(row_count)) = (batch.column_by_name(tag), u32::try_from(rows))
+        else {
+            return Ok(None);
+        };
+        let tags: Vec<ArrayRef> = sort_key
+            .iter()
+            .filter_map(|t| batch.column_by_name(t).cloned())
+            .collect();
+        let series = partition(&tags)?.ranges();
+        if series.len() > MAX_INDEXED_SERIES {
+            return Ok(None);
+        }
+        let leading = cast(leading, &DataType::Utf8)?;
+        let runs = partition(std::slice::from_ref(&leading))?.ranges();
+        let strings = leading.as_string::<i32>();
+        let mut values: Vec<Option<String>> = Vec::with_capacity(runs.len());
+        let mut value_starts = Vec::with_capacity(runs.len() + 1);
+        for run in &runs {
+            values.push(
+                strings
+                    .is_valid(run.start)
+                    .then(|| strings.value(run.start).to_string()),
+            );
+            value_starts.push(run.start as u32);
+        }
+        // Lookups binary-search the values: an order other than the one they are searched
+        // in (which the sort should make impossible) means no index rather than a wrong one.
+        if !values.windows(2).all(|w| w[0] < w[1]) {
+            return Ok(None);
+        }
+        value_starts.push(row_count);
+        let mut series_starts: Vec<u32> = series.iter().map(|r| r.start as u32).collect();
+        series_starts.push(row_count);
+        let times = crate::persist::times(batch)?;
+        let series_times = series
+            .iter()
+            .map(|r| (times.value(r.start), times.value(r.end - 1)))
+            .collect();
+        let time_samples = (0..rows)
+            .step_by(TIME_SAMPLE_ROWS)
+            .map(|row| times.value(row))
+            .collect();
+        Ok(Some(SeriesIndex {
+            tag: tag.clone(),
+            values,
+            value_starts,
+            series_starts,
+            series_times,
+            time_samples,
+        }))
+    }
+
+    /// The leading tag this index locates.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The file's row count.
+    pub fn row_count(&self) -> usize {
+        self.series_starts.last().copied().unwrap_or(0) as usize
+    }
+
+    /// Bytes this index holds in memory, roughly (for caches).
+    pub fn memory_size(&self) -> usize {
+        self.values
+            .iter()
+            .map(|v| v.as_ref().map_or(0, |v| v.len()) + 24)
+            .sum::<usize>()
+            + 4 * (self.value_starts.len() + self.series_starts.len())
+            + 16 * self.series_times.len()
+            + 8 * self.time_samples.len()
+            + self.tag.len()
+    }
+
+    /// The rows, ascending and disjoint, that can hold the leading tag equal to one of
+    /// `values` (any value when `None`) at a time in `min..=max`. A superset: every such
+    /// row is in them, with up to [`TIME_SAMPLE_ROWS`] more at either end of each series.
+    pub fn rows(&self, values: Option<&[String]>, min: i64, max: i64) -> Vec<Range<usize>> {
+        let mut out: Vec<Range<usize>> = Vec::new();
+        let mut push = |range: Range<usize>| {
+            if range.is_empty() {
+                return;
+            }
+            match out.last_mut() {
+                Some(last) if last.end == range.start => last.end = range.end,
+                _ => out.push(range),
+            }
+        };
+        let runs: Vec<Range<usize>> = match values {
+            None => std::iter::once(0..self.row_count()).collect(),
+            Some(wanted) => {
+                let mut runs: Vec<Range<usize>> = wanted
+                    .iter()
+                    .filter_map(|v| {
+                        let i = self
+                            .values
+                            .binary_search_by(|probe| probe.as_deref().cmp(&Some(v.as_str())))
+                            .ok()?;
+                        Some(self.value_starts[i] as usize..self.value_starts[i + 1] as usize)
+                    })
+                    .collect();
+                runs.sort_by_key(|r| r.start);
+                runs.dedup();
+                runs
+            }
+        };
+        for run in runs {
+            // The series inside this run of the leading tag.
+            let first = self
+                .series_starts
+                .partition_point(|s| (*s as usize) < run.start);
+            let mut i = first;
+            while i + 1 < self.series_starts.len() && (self.series_starts[i] as usize) < run.end {
+                let series = self.series_starts[i] as usize..self.series_starts[i + 1] as usize;
+                let (oldest, newest) = self.series_times[i];
+                if oldest <= max && newest >= min {
+                    push(self.window(series, min, max));
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The part of `series` (rows in time order) that can hold times in `min..=max`.
+    fn window(&self, series: Range<usize>, min: i64, max: i64) -> Range<usize> {
+        // Samples inside the series: rows k * TIME_SAMPLE_ROWS for k in `samples`.
+        let samples = series.start.div_ceil(TIME_SAMPLE_ROWS)
+            ..series
+                .end
+                .div_ceil(TIME_SAMPLE_ROWS)
+                .min(self.time_samples.len());
+        let times = &self.time_samples[samples.clone()];
+        // Rows up to a sample older than `min` are all older: start after the last one.
+        let older = times.partition_point(|t| *t < min);
+        let start = match older {
+            0 => series.start,
+            n => (samples.start + n - 1) * TIME_SAMPLE_ROWS + 1,
+        };
+        // Rows from a sample newer than `max` on are all newer: end at the first one.
+        let not_newer = times.partition_point(|t| *t <= max);
+        let end = match samples.start + not_newer {
+            k if k < samples.end => k * TIME_SAMPLE_ROWS,
+            _ => series.end,
+        };
+        start..end.max(start)
+    }
+
+    /// The index as the footer stores it.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::with_capacity(self.memory_size() + 32);
+        out.push(VERSION);
+        put_u32(&mut out, TIME_SAMPLE_ROWS as u32);
+        put_str(&mut out, &self.tag);
+        put_u32(&mut out, self.values.len() as u32);
+        for (value, start) in self.values.iter().zip(&self.value_starts) {
+            match value {
+                Some(v) => {
+                    out.push(1);
+                    put_str(&mut out, v);
+                }
+                None => out.push(0),
+            }
+            put_u32(&mut out, *start);
+        }
+        put_u32(&mut out, self.series_starts.len() as u32);
+        for start in &self.series_starts {
+            put_u32(&mut out, *start);
+        }
+        for (oldest, newest) in &self.series_times {
+            out.extend_from_slice(&oldest.to_le_bytes());
+            out.extend_from_slice(&newest.to_le_bytes());
+        }
+        put_u32(&mut out, self.time_samples.len() as u32);
+        for time in &self.time_samples {
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        STANDARD.encode(out)
+    }
+
+    /// Reads an index written by [`SeriesIndex::encode`].
+    pub fn decode(text: &str) -> Result<SeriesIndex> {
+        let bytes = STANDARD
+            .decode(text)
+            .map_err(|e| corrupt(format!("not base64: {e}")))?;
+        let mut reader = Reader { bytes: &bytes };
+        let version = reader.u8()?;
+        if version != VERSION {
+            return Err(corrupt(format!("unknown version {version}")));
+        }
+        if reader.u32()? as usize != TIME_SAMPLE_ROWS {
+            return Err(corrupt("written with another sampling interval".into()));
+        }
+        let tag = reader.str()?;
+        let n = reader.u32()? as usize;
+        let mut values = Vec::with_capacity(n.min(MAX_INDEXED_SERIES));
+        let mut value_starts = Vec::with_capacity(n.min(MAX_INDEXED_SERIES) + 1);
+        for _ in 0..n {
+            values.push(match reader.u8()? {
+                0 => None,
+                _ => Some(reader.str()?),
+            });
+            value_starts.push(reader.u32()?);
+        }
+        let n = reader.u32()? as usize;
+        let series_starts = (0..n).map(|_| reader.u32()).collect::<Result<Vec<_>>>()?;
+        let rows = *series_starts
+            .last()
+            .ok_or_else(|| corrupt("no series".into()))?;
+        let series_times = (1..n)
+            .map(|_| Ok((reader.i64()?, reader.i64()?)))
+            .collect::<Result<Vec<_>>>()?;
+        value_starts.push(rows);
+        let n = reader.u32()? as usize;
+        let time_samples = (0..n).map(|_| reader.i64()).collect::<Result<Vec<_>>>()?;
+        let sorted = |v: &[u32]| v.windows(2).all(|w| w[0] <= w[1]);
+        if !reader.bytes.is_empty()
+            || !values.windows(2).all(|w| w[0] < w[1])
+            || !sorted(&value_starts)
+            || !sorted(&series_starts)
+            || value_starts.first() != Some(&0)
+            || series_starts.first() != Some(&0)
+            || time_samples.len() != (rows as usize).div_ceil(TIME_SAMPLE_ROWS)
+        {
+            return Err(corrupt("inconsistent layout".into()));
+        }
+        Ok(SeriesIndex {
+            tag,
+            values,
+            value_starts,
+            series_starts,
+            series_times,
+            time_samples,
+        })
+    }
+}
+
+fn corrupt(why: String) -> StorageError {
+    StorageError::Arrow(format!("a file's series index is unreadable: {why}"))
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads the encoding front to back; every read checks the length left.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.bytes.len() < n {
+            return Err(corrupt("truncated".into()));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let mut b = [0; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(i64::from_le_bytes(b))
+    }
+
+    fn str(&mut self) -> Result<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| corrupt("a value is not UTF-8".into()))
+    }
+}
+
+/// Bytes of indexes an [`IndexCache`] keeps before it forgets the oldest.
+pub const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The series indexes of recently written or read files, by path, within
+/// [`INDEX_CACHE_BYTES`] (the oldest entries are forgotten first; a forgotten index is
+/// read from the file's footer again). A file known to have no index is remembered too,
+/// so its footer is not searched on every query.
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    files: std::collections::HashMap<String, Option<std::sync::Arc<SeriesIndex>>>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl IndexCache {
+    /// `None` if the file is not known here, `Some(None)` if it has no index.
+    pub fn get(&self, path: &str) -> Option<Option<std::sync::Arc<SeriesIndex>>> {
+        self.files.get(path).cloned()
+    }
+
+    pub fn insert(&mut self, path: String, index: Option<std::sync::Arc<SeriesIndex>>) {
+        self.bytes += index.as_ref().map_or(0, |i| i.memory_size());
+        match self.files.insert(path.clone(), index) {
+            Some(old) => self.bytes -= old.map_or(0, |i| i.memory_size()),
+            None => self.order.push_back(path),
+        }
+        while self.bytes > INDEX_CACHE_BYTES && self.order.len() > 1 {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.files.remove(&oldest) {
+                self.bytes -= old.map_or(0, |i| i.memory_size());
+            }
+        }
+    }
+
+    /// Forgets a deleted file.
+    pub fn forget(&mut self, path: &str) {
+        if let Some(old) = self.files.remove(path) {
+            self.bytes -= old.map_or(0, |i| i.memory_size());
+            self.order.retain(|p| p != path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::sort_and_merge_by;
+    use datafusion::arrow::array::{DictionaryArray, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    /// A small deterministic generator (no dependency for a test's randomness).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// `rows` points of hosts h0..h9 (some without a host) and cpus c0..c2 at random
+    /// times, sorted as a file is: by host, cpu, time.
+    fn sorted_batch(rows: usize, seed: u64) -> RecordBatch {
+        let mut rng = Lcg(seed);
+        let mut times = Vec::new();
+        let mut hosts = Vec::new();
+        let mut cpus = Vec::new();
+        for _ in 0..rows {
+            times.push(rng.next(1_000_000) as i64);
+            hosts.push(match rng.next(11) {
+                10 => None,
+                h => Some(format!("h{h}")),
+            });
+            cpus.push(Some(format!("c{}", rng.next(3))));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            Field::new(
+                "host",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new(
+                "cpu",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        let dict = |v: Vec<Option<String>>| -> ArrayRef {
+            Arc::new(
+                v.iter()
+                    .map(|s| s.as_deref())
+                    .collect::<DictionaryArray<Int32Type>>(),
+            )
+        };
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times)),
+                dict(hosts),
+                dict(cpus),
+            ],
+        )
+        .expect("batch");
+        sort_and_merge_by(&batch, &key()).expect("sorted")
+    }
+
+    fn key() -> Vec<String> {
+        vec!["host".to_string(), "cpu".to_string()]
+    }
+
+    #[test]
+    fn every_matching_row_is_selected_and_little_else() {
+        let batch = sorted_batch(20_000, 7);
+        let index = SeriesIndex::build(&batch, &key())
+            .expect("built")
+            .expect("indexed");
+        let times = crate::persist::times(&batch).expect("times");
+        let hosts = cast(batch.column(1), &DataType::Utf8).expect("cast");
+        let hosts = hosts.as_string::<i32>();
+        let mut rng = Lcg(11);
+        for _ in 0..300 {
+            let values: Option<Vec<String>> = match rng.next(4) {
+                0 => None,
+                n => Some((0..n).map(|_| format!("h{}", rng.next(12))).collect()),
+            };
+            let a = rng.next(1_100_000) as i64 - 50_000;
+            let b = a + rng.next(400_000) as i64;
+            let ranges = index.rows(values.as_deref(), a, b);
+            assert!(
+                ranges.windows(2).all(|w| w[0].end < w[1].start),
+                "{ranges:?}"
+            );
+            let selected = |row: usize| ranges.iter().any(|r| r.contains(&row));
+            let mut matching = 0;
+            for row in 0..batch.num_rows() {
+                let host_ok = match &values {
+                    None => true,
+                    Some(v) => hosts.is_valid(row) && v.iter().any(|h| h == hosts.value(row)),
+                };
+                let t = times.value(row);
+                if host_ok && t >= a && t <= b {
+                    matching += 1;
+                    assert!(selected(row), "row {row} matches {values:?} {a}..={b}");
+                }
+            }
+            // At most one sampling interval more at each end of each of the 33 series.
+            let total: usize = ranges.iter().map(|r| r.len()).sum();
+            assert!(
+                total <= matching + 33 * 2 * TIME_SAMPLE_ROWS,
+                "{total} for {matching}"
+            );
+        }
+        // An unknown value selects nothing; a window before every row, nothing.
+        assert!(
+            index
+                .rows(Some(&["zz".to_string()]), 0, i64::MAX)
+                .is_empty()
+        );
+        assert!(index.rows(None, -10, -1).is_empty());
+    }
+
+    #[test]
+    fn the_index_reads_back_as_written_and_damage_is_an_error() {
+        let batch = sorted_batch(3_000, 3);
+        let index = SeriesIndex::build(&batch, &key())
+            .expect("built")
+            .expect("indexed");
+        assert_eq!(index.tag(), "host");
+        let text = index.encode();
+        assert_eq!(SeriesIndex::decode(&text).expect("decoded"), index);
+        let mut bytes = STANDARD.decode(&text).expect("base64");
+        bytes.truncate(bytes.len() - 3);
+        let err = SeriesIndex::decode(&STANDARD.encode(&bytes)).expect_err("truncated");
+        assert!(err.to_string().contains("series index"), "{err}");
+        assert!(SeriesIndex::decode("not base64!").is_err());
+        // A file without tags has nothing to index.
+        assert_eq!(SeriesIndex::build(&batch, &[]).expect("built"), None);
+    }
+}
