@@ -107,10 +107,24 @@ async fn plan_and_run<C: ClientInfo + ?Sized>(
     plan: &LogicalPlan,
 ) -> PgWireResult<impl futures::Stream<Item = PgWireResult<RecordBatch>> + Send + 'static> {
     let deadline = deadline(client);
-    let mut state = context.state();
     let optimized = optimized_inner(plan);
-    if scan_size::is_small(optimized.map_or(plan, |optimized| &optimized.plan)) {
-        // A short window: one partition plans and runs faster than two (see scan_size).
+    // A short window: one partition plans and runs faster than two (see scan_size).
+    let small = scan_size::is_small(optimized.map_or(plan, |optimized| &optimized.plan));
+    if small && let Some(optimized) = optimized {
+        // A statement whose physical plan is reused: rebound under the session's read
+        // lock, without the copy of the session state a full planning works on.
+        let rebound = {
+            let state = context.state_ref();
+            let state = state.read();
+            optimized.rebind_in_one_partition(&state)
+        };
+        if let Some((physical, task)) = rebound.map_err(api_error)? {
+            let batches = execute_stream(physical, task).map_err(api_error)?;
+            return Ok(interruptible(client, batches, deadline));
+        }
+    }
+    let mut state = context.state();
+    if small {
         state.config_mut().options_mut().execution.target_partitions = 1;
     }
     let planning = async {

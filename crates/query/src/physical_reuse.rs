@@ -31,7 +31,7 @@ use datafusion::config::{ExecutionOptions, OptimizerOptions};
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, FileSource, ParquetSource};
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::datasource::source_as_provider;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
@@ -41,7 +41,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 use parking_lot::Mutex;
 
-use crate::series_rows::{ParquetScan, known_indexes};
+use crate::series_rows::{ParquetScan, known_layouts};
 use crate::table::{ChronosTable, file_groups, files_statistics};
 
 /// Node kinds whose physical planning depends on their input's shape only.
@@ -55,6 +55,9 @@ const REUSABLE_NODES: [&str; 8] = [
     "CoalesceBatchesExec",
     "CooperativeExec",
 ];
+
+/// A physical plan rebound from a template, and the task context to run it in.
+pub type Rebound = (Arc<dyn ExecutionPlan>, Arc<TaskContext>);
 
 /// The physical plan of one cached statement, once it is known to be reusable.
 #[derive(Debug, Default)]
@@ -82,12 +85,30 @@ struct Template {
     values: Vec<ScalarValue>,
     execution: ExecutionOptions,
     optimizer: OptimizerOptions,
+    /// The task context its runs execute in: made from the session as it was planned,
+    /// which [`Template::planned_like`] checks is still how the session is.
+    task: Arc<TaskContext>,
 }
 
 impl Template {
     fn planned_like(&self, state: &SessionState) -> bool {
         let options = state.config_options();
         options.execution == self.execution && options.optimizer == self.optimizer
+    }
+
+    /// Whether `state` (a session's own state, as `SET` left it) planned in one
+    /// partition is how this template was planned.
+    fn planned_like_in_one_partition(&self, state: &SessionState) -> bool {
+        let options = state.config_options();
+        let same_execution = match options.execution.target_partitions {
+            1 => options.execution == self.execution,
+            _ => {
+                let mut execution = options.execution.clone();
+                execution.target_partitions = 1;
+                execution == self.execution
+            }
+        };
+        same_execution && options.optimizer == self.optimizer
     }
 }
 
@@ -115,6 +136,27 @@ impl PhysicalTemplate {
         Ok(physical)
     }
 
+    /// The ready template rebound to `values` for a run in one partition, with the task
+    /// context to run it in, if there is one and this run reads a plain Parquet scan.
+    /// Synchronous and given the session's state by reference: the front end calls it
+    /// under the session's read lock, without copying the state (which copies every
+    /// function registry) as a full planning needs.
+    pub fn rebind_in_one_partition(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        values: &[ScalarValue],
+    ) -> Result<Option<Rebound>> {
+        let template = match &*self.state.lock() {
+            TemplateState::Ready(template) => template.clone(),
+            _ => return Ok(None),
+        };
+        if !template.planned_like_in_one_partition(state) {
+            return Ok(None);
+        }
+        Ok(rebound(&template, state, 1, plan, values)?.map(|p| (p, template.task.clone())))
+    }
+
     /// The ready template rebound to `values`, if there is one and this run reads a
     /// plain Parquet scan.
     fn rebind(
@@ -130,7 +172,8 @@ impl PhysicalTemplate {
         if !template.planned_like(state) {
             return Ok(None);
         }
-        rebound(&template, state, plan, values)
+        let partitions = state.config_options().execution.target_partitions;
+        rebound(&template, state, partitions, plan, values)
     }
 
     /// Keeps `physical` (planned in full from `plan` with `values`) as a candidate, or
@@ -157,6 +200,7 @@ impl PhysicalTemplate {
                 values: values.to_vec(),
                 execution: state.config_options().execution.clone(),
                 optimizer: state.config_options().optimizer.clone(),
+                task: Arc::new(TaskContext::from(state)),
             })
         };
         let Some(candidate) = candidate else {
@@ -174,7 +218,8 @@ impl PhysicalTemplate {
             return;
         }
         let planned = print(physical);
-        let rebound = match rebound(&candidate, state, plan, values) {
+        let partitions = state.config_options().execution.target_partitions;
+        let rebound = match rebound(&candidate, state, partitions, plan, values) {
             Ok(Some(rebound)) => print(&rebound),
             Ok(None) => return,
             Err(e) => e.to_string(),
@@ -279,6 +324,7 @@ fn holds_any(expr: &Arc<dyn PhysicalExpr>, values: &[ScalarValue]) -> bool {
 fn rebound(
     template: &Template,
     state: &SessionState,
+    partitions: usize,
     plan: &LogicalPlan,
     values: &[ScalarValue],
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
@@ -289,11 +335,11 @@ fn rebound(
         Some(files) if !files.is_empty() => files,
         _ => return Ok(None),
     };
-    // Series indexes not read yet are read by a full planning.
-    let Some(indexes) = known_indexes(table.engine(), &files) else {
+    // Layouts not read yet are read by a full planning.
+    let Some(layouts) = known_layouts(table.engine(), &files) else {
         return Ok(None);
     };
-    let scan = ParquetScan::narrowed(files, indexes, &filters);
+    let scan = ParquetScan::narrowed(files, layouts, &filters);
     if scan.files.is_empty() || Some(scan.prune) != prunes(&template.plan) {
         return Ok(None);
     }
@@ -301,7 +347,7 @@ fn rebound(
         from: &template.values,
         to: values,
         scan,
-        partitions: state.config_options().execution.target_partitions,
+        partitions,
         repartition_file_min_size: state.config_options().optimizer.repartition_file_min_size,
     };
     rebinder.node(&template.plan).map(Some)
@@ -477,7 +523,8 @@ mod tests {
 
     /// Runs `sql` through the plan cache and the template, as the front end does with
     /// one partition, and checks the plan and rows against planning it in full. Returns
-    /// whether the template was ready when the run began, and the rows.
+    /// whether the template was ready when the run began and the front end's rebinding
+    /// (for a session planned in two partitions) used it, and the rows.
     async fn run(state: &SessionState, cache: &PlanCache, sql: &str) -> (bool, String) {
         let statement = parameterize(sql).expect("parameterized");
         let cached = match cache.lookup(&statement.key) {
@@ -513,9 +560,26 @@ mod tests {
             let batches = collect(plan, state.task_ctx()).await.expect("run");
             pretty_format_batches(&batches).expect("format").to_string()
         };
+        // The front end's way for a small query of a session planned in two partitions:
+        // rebound from the session's own state, run in the template's task context.
+        let mut wide = state.clone();
+        wide.config_mut().options_mut().execution.target_partitions = 2;
+        let fast = optimized.rebind_in_one_partition(&wide).expect("rebind");
+        let fast_path = fast.is_some();
+        if let Some((fast, task)) = fast {
+            assert_eq!(print(&fast), print(&full), "{sql}");
+            let batches = collect(fast, task).await.expect("run");
+            let fast = pretty_format_batches(&batches).expect("format").to_string();
+            let again = state
+                .query_planner()
+                .create_physical_plan(&optimized.plan, state)
+                .await
+                .expect("full physical plan");
+            assert_eq!(fast, rows(again).await, "{sql}");
+        }
         let answer = rows(planned).await;
         assert_eq!(answer, rows(full).await, "{sql}");
-        (was_ready, answer)
+        (was_ready && fast_path, answer)
     }
 
     /// The engine of [`engine`], a one-partition session over it and an empty plan cache.
@@ -560,15 +624,16 @@ mod tests {
             .await
             .0
         );
-        // Rebound from now on: another host and hour, the second day's file, both files.
-        for (host, from, to) in [
-            ("c", START + 5 * hour, START + 7 * hour),
-            ("a", START + DAY + hour, START + DAY + 3 * hour),
-            ("b", START + DAY - hour, START + DAY + hour),
-            ("zz", START, START + hour),
+        // Rebound from now on: another host and hour, the second day's file, both files;
+        // a host no file holds leaves no file to scan, which is planned in full.
+        for (host, from, to, rebound) in [
+            ("c", START + 5 * hour, START + 7 * hour, true),
+            ("a", START + DAY + hour, START + DAY + 3 * hour, true),
+            ("b", START + DAY - hour, START + DAY + hour, true),
+            ("zz", START, START + hour, false),
         ] {
-            let (was_ready, _) = run(&state, &cache, &window_query(host, from, to)).await;
-            assert!(was_ready, "{host} {from} {to}");
+            let (was_rebound, _) = run(&state, &cache, &window_query(host, from, to)).await;
+            assert_eq!(was_rebound, rebound, "{host} {from} {to}");
         }
         // Buffered rows in range: planned in full (the scan is no longer one Parquet
         // plan), and the answer holds them.

@@ -529,6 +529,21 @@ pub struct OptimizedPlan {
 }
 
 impl OptimizedPlan {
+    /// The physical plan rebound from the statement's template for a run in one
+    /// partition, and the task context to run it in; `None` when it has to be planned
+    /// (see `PhysicalTemplate::rebind_in_one_partition`).
+    pub fn rebind_in_one_partition(
+        &self,
+        state: &SessionState,
+    ) -> Result<Option<crate::physical_reuse::Rebound>> {
+        match &self.reuse {
+            Some(reuse) => reuse
+                .template
+                .rebind_in_one_partition(state, &self.plan, &reuse.values),
+            None => Ok(None),
+        }
+    }
+
     /// The physical plan: rebound from the statement's template when it has one that
     /// fits this run (see `physical_reuse`), planned in full otherwise.
     pub async fn create_physical_plan(

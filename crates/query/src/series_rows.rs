@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chronosdb_catalog::{ParquetFile, TIME_COLUMN};
 use chronosdb_storage::Engine;
-use chronosdb_storage::series_index::{FOOTER_KEY, SeriesIndex};
+use chronosdb_storage::series_index::{FOOTER_KEY, FileLayout, SeriesIndex};
 use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
@@ -56,11 +56,11 @@ impl ParquetScan {
         }
     }
 
-    /// `files` narrowed to what `filters` can match, given each file's index (`None`
-    /// for a file without one).
+    /// `files` narrowed to what `filters` can match, given each file's layout (its series
+    /// index, if it has one, and its schema, handed to the reader).
     pub fn narrowed(
         files: Vec<ParquetFile>,
-        indexes: Vec<Option<Arc<SeriesIndex>>>,
+        layouts: Vec<FileLayout>,
         filters: &[Expr],
     ) -> ParquetScan {
         let bounds = TimeBounds::from_filters(filters);
@@ -71,9 +71,10 @@ impl ParquetScan {
             bytes: 0,
             prune: false,
         };
-        for (file, index) in files.into_iter().zip(indexes) {
-            let mut partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
-            match index {
+        for (file, layout) in files.into_iter().zip(layouts) {
+            let mut partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes)
+                .with_arrow_schema(layout.schema);
+            match layout.index {
                 Some(index) => {
                     scan.prune |= !filters.iter().all(|f| understood(f, index.tag()));
                     let values = tag_values(filters, index.tag());
@@ -103,38 +104,33 @@ impl ParquetScan {
     }
 }
 
-/// The series index of each of `files`, when the engine knows them all; `None` if one has
-/// to be read from its file first ([`load_indexes`]).
-pub(crate) fn known_indexes(
-    engine: &Engine,
-    files: &[ParquetFile],
-) -> Option<Vec<Option<Arc<SeriesIndex>>>> {
-    files
-        .iter()
-        .map(|f| engine.series_index_of(&f.path))
-        .collect()
+/// The layout of each of `files`, when the engine knows them all; `None` if one has to
+/// be read from its file first ([`load_layouts`]).
+pub(crate) fn known_layouts(engine: &Engine, files: &[ParquetFile]) -> Option<Vec<FileLayout>> {
+    files.iter().map(|f| engine.layout_of(&f.path)).collect()
 }
 
-/// The series index of each of `files`: known to the engine, or read from the file's
-/// footer (and remembered). A footer whose index cannot be used is logged and the file
-/// read without one.
-pub(crate) async fn load_indexes(
+/// The layout of each of `files`: known to the engine, or read from the file's footer
+/// (and remembered). A footer whose index cannot be used is logged and the file read
+/// without one.
+pub(crate) async fn load_layouts(
     engine: &Engine,
     state: &dyn Session,
     files: &[ParquetFile],
-) -> Result<Vec<Option<Arc<SeriesIndex>>>> {
-    let mut indexes = Vec::with_capacity(files.len());
+) -> Result<Vec<FileLayout>> {
+    let mut layouts = Vec::with_capacity(files.len());
     for file in files {
-        if let Some(known) = engine.series_index_of(&file.path) {
-            indexes.push(known);
+        if let Some(known) = engine.layout_of(&file.path) {
+            layouts.push(known);
             continue;
         }
         let metadata = crate::parquet_reader::file_metadata(state, file).await?;
         let index = footer_index(&metadata, &file.path).map(Arc::new);
-        engine.remember_series_index(file.path.clone(), index.clone());
-        indexes.push(index);
+        let layout = FileLayout::from_footer(index, metadata).map_err(crate::external)?;
+        engine.remember_layout(file.path.clone(), layout.clone());
+        layouts.push(layout);
     }
-    Ok(indexes)
+    Ok(layouts)
 }
 
 /// The index in a file's footer, if it has a usable one.

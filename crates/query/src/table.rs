@@ -18,7 +18,7 @@ use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
 use crate::parquet_reader::reader_factory;
 use crate::scan_size::overlap_fraction;
-use crate::series_rows::{ParquetScan, load_indexes};
+use crate::series_rows::{ParquetScan, load_layouts};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -365,8 +365,8 @@ impl TableProvider for ChronosTable {
             )?);
         }
         if !plain_files.is_empty() {
-            let indexes = load_indexes(&self.engine, state, &plain_files).await?;
-            let scan = ParquetScan::narrowed(plain_files, indexes, filters);
+            let layouts = load_layouts(&self.engine, state, &plain_files).await?;
+            let scan = ParquetScan::narrowed(plain_files, layouts, filters);
             if !scan.files.is_empty() {
                 plans.push(parquet_plan(
                     state,

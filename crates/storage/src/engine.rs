@@ -31,7 +31,7 @@ use crate::persist::{
     EncodedFile, decode_aligned, encode_file, for_each_partition, sort_and_merge_by, sort_key,
 };
 use crate::record::WalPayload;
-use crate::series_index::{IndexCache, SeriesIndex};
+use crate::series_index::{FileLayout, LayoutCache};
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
 use crate::write_batch::{TableBatch, prepare_write};
@@ -131,8 +131,8 @@ pub struct Engine {
     catalog_save_lock: tokio::sync::Mutex<()>,
     /// Each Parquet file's newest row per series, for last-point queries.
     newest_rows: parking_lot::Mutex<NewestRows>,
-    /// Each Parquet file's series index, for queries on a few series.
-    series_indexes: parking_lot::Mutex<IndexCache>,
+    /// Each Parquet file's series index and schema, for opening it fast.
+    layouts: parking_lot::Mutex<LayoutCache>,
     /// Files running backups still copy, kept until their lease ends.
     pins: parking_lot::Mutex<Pins>,
     persist_wakeup: Arc<Notify>,
@@ -253,7 +253,7 @@ impl Engine {
             rewrite_lock: tokio::sync::Mutex::new(()),
             catalog_save_lock: tokio::sync::Mutex::new(()),
             newest_rows: parking_lot::Mutex::default(),
-            series_indexes: parking_lot::Mutex::default(),
+            layouts: parking_lot::Mutex::default(),
             pins: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
@@ -373,17 +373,15 @@ impl Engine {
         self.newest_rows.lock().files.get(path).cloned()
     }
 
-    /// The series index of the file at `path`: `None` if not known here (read it from the
-    /// file's footer and [`Engine::remember_series_index`] it), `Some(None)` if the file
-    /// has none.
-    pub fn series_index_of(&self, path: &str) -> Option<Option<Arc<SeriesIndex>>> {
-        self.series_indexes.lock().get(path)
+    /// The layout (series index, schema) of the file at `path`, if known here (remembered
+    /// when the file was written, or after a reader read its footer).
+    pub fn layout_of(&self, path: &str) -> Option<FileLayout> {
+        self.layouts.lock().get(path)
     }
 
-    /// Remembers a file's series index (or that it has none), within
-    /// [`crate::series_index::INDEX_CACHE_BYTES`].
-    pub fn remember_series_index(&self, path: String, index: Option<Arc<SeriesIndex>>) {
-        self.series_indexes.lock().insert(path, index);
+    /// Remembers a file's layout, within [`crate::series_index::LAYOUT_CACHE_BYTES`].
+    pub fn remember_layout(&self, path: String, layout: FileLayout) {
+        self.layouts.lock().insert(path, layout);
     }
 
     /// Remembers a file's newest row per series; the oldest entries are forgotten beyond
@@ -793,7 +791,7 @@ impl Engine {
                 .put(&path, PutPayload::from(file.bytes))
                 .await?;
             self.remember_newest_rows(path.to_string(), file.newest);
-            self.remember_series_index(path.to_string(), file.index);
+            self.remember_layout(path.to_string(), file.layout);
             files.push(ParquetFile {
                 id,
                 path: path.to_string(),
@@ -826,7 +824,7 @@ impl Engine {
         let mut deleted = 0;
         for path in &paths {
             self.newest_rows.lock().forget(path);
-            self.series_indexes.lock().forget(path);
+            self.layouts.lock().forget(path);
             match self
                 .config
                 .object_store

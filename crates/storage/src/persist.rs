@@ -18,13 +18,14 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding};
-use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
+use datafusion::parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::buffer::align_batch;
 use crate::error::{Result, StorageError};
-use crate::series_index::SeriesIndex;
+use crate::series_index::{FileLayout, SeriesIndex};
+use std::sync::Arc;
 
 /// Nanoseconds in a day: the width of a time partition.
 pub const PARTITION_NANOS: i64 = 86_400_000_000_000;
@@ -296,8 +297,8 @@ pub struct EncodedFile {
     pub bytes: Vec<u8>,
     /// The newest row of each series.
     pub newest: RecordBatch,
-    /// Where each series is in the file (also in its footer), if it is indexed.
-    pub index: Option<std::sync::Arc<SeriesIndex>>,
+    /// Where each series is in the file (also in its footer) and its schema.
+    pub layout: FileLayout,
     pub min_time: i64,
     pub max_time: i64,
     pub rows: u64,
@@ -312,11 +313,12 @@ pub fn encode_file(
     let (min_time, max_time) = crate::buffer::time_range(batch)
         .ok_or_else(|| StorageError::Arrow("a batch to persist has no time values".into()))?;
     let index = SeriesIndex::build(batch, sort_key)?;
+    let (bytes, metadata) = write_parquet(batch, sort_key, index.as_ref())?;
     Ok(EncodedFile {
         partition_start,
-        bytes: encode_parquet(batch, sort_key, index.as_ref())?,
+        bytes,
         newest: newest_per_series(batch, sort_key)?,
-        index: index.map(std::sync::Arc::new),
+        layout: FileLayout::from_footer(index.map(Arc::new), Arc::new(metadata))?,
         min_time,
         max_time,
         rows: batch.num_rows() as u64,
@@ -339,13 +341,22 @@ pub fn encode_parquet(
     sort_key: &[String],
     index: Option<&SeriesIndex>,
 ) -> Result<Vec<u8>> {
+    Ok(write_parquet(batch, sort_key, index)?.0)
+}
+
+/// [`encode_parquet`], and the footer written.
+fn write_parquet(
+    batch: &RecordBatch,
+    sort_key: &[String],
+    index: Option<&SeriesIndex>,
+) -> Result<(Vec<u8>, ParquetMetaData)> {
     let schema = batch.schema();
     let props = writer_properties(&schema, sort_key, index);
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
     writer.write(batch)?;
-    writer.close()?;
-    Ok(out)
+    let metadata = writer.close()?;
+    Ok((out, metadata))
 }
 
 #[cfg(test)]

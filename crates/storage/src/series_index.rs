@@ -16,13 +16,17 @@
 //! restarts. Files without one (written before it existed, or with too many series to be
 //! worth indexing) are read with statistics pruning as before.
 
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, partition};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use datafusion::parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Result, StorageError};
 
@@ -289,14 +293,30 @@ impl SeriesIndex {
         {
             return Err(corrupt("inconsistent layout".into()));
         }
-        Ok(SeriesIndex {
+        let index = SeriesIndex {
             tag,
             values,
             value_starts,
             series_starts,
             series_times,
             time_samples,
-        })
+        };
+        // Lookups rely on each series' samples being in time order between its oldest and
+        // newest time: an index that says otherwise is not used.
+        let in_order = index.series_starts.windows(2).zip(&index.series_times).all(
+            |(rows, &(oldest, newest))| {
+                let samples = (rows[0] as usize).div_ceil(TIME_SAMPLE_ROWS)
+                    ..(rows[1] as usize).div_ceil(TIME_SAMPLE_ROWS);
+                let times = &index.time_samples[samples];
+                oldest <= newest
+                    && times.windows(2).all(|w| w[0] <= w[1])
+                    && times.iter().all(|t| (oldest..=newest).contains(t))
+            },
+        );
+        if !in_order {
+            return Err(corrupt("times out of order".into()));
+        }
+        Ok(index)
     }
 }
 
@@ -351,38 +371,66 @@ impl Reader<'_> {
     }
 }
 
-/// Bytes of indexes an [`IndexCache`] keeps before it forgets the oldest.
-pub const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of layouts a [`LayoutCache`] keeps before it forgets the oldest.
+pub const LAYOUT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The series indexes of recently written or read files, by path, within
-/// [`INDEX_CACHE_BYTES`] (the oldest entries are forgotten first; a forgotten index is
-/// read from the file's footer again). A file known to have no index is remembered too,
-/// so its footer is not searched on every query.
+/// What a reader needs to know of a Parquet file before opening it: its series index (if
+/// it has one) and the Arrow schema its footer describes. With the schema at hand the
+/// reader skips decoding the schema embedded in the footer, which DataFusion does on every
+/// open of a file otherwise.
+#[derive(Debug, Clone)]
+pub struct FileLayout {
+    pub index: Option<Arc<SeriesIndex>>,
+    /// The file's columns as the Parquet reader reads them (without schema metadata).
+    pub schema: SchemaRef,
+}
+
+impl FileLayout {
+    /// The layout of a file from its footer: `index` as found there, and the schema
+    /// exactly as the reader derives it from `metadata`.
+    pub fn from_footer(
+        index: Option<Arc<SeriesIndex>>,
+        metadata: Arc<ParquetMetaData>,
+    ) -> Result<FileLayout> {
+        let reader = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())?;
+        Ok(FileLayout {
+            index,
+            schema: Arc::new(Schema::new(reader.schema().fields().clone())),
+        })
+    }
+
+    fn memory_size(&self) -> usize {
+        self.index.as_ref().map_or(0, |i| i.memory_size()) + 128 * self.schema.fields().len()
+    }
+}
+
+/// The layouts of recently written or read files, by path, within [`LAYOUT_CACHE_BYTES`]
+/// (the oldest entries are forgotten first; a forgotten layout is read from the file's
+/// footer again).
 #[derive(Debug, Default)]
-pub struct IndexCache {
-    files: std::collections::HashMap<String, Option<std::sync::Arc<SeriesIndex>>>,
-    order: std::collections::VecDeque<String>,
+pub struct LayoutCache {
+    files: HashMap<String, FileLayout>,
+    order: VecDeque<String>,
     bytes: usize,
 }
 
-impl IndexCache {
-    /// `None` if the file is not known here, `Some(None)` if it has no index.
-    pub fn get(&self, path: &str) -> Option<Option<std::sync::Arc<SeriesIndex>>> {
+impl LayoutCache {
+    pub fn get(&self, path: &str) -> Option<FileLayout> {
         self.files.get(path).cloned()
     }
 
-    pub fn insert(&mut self, path: String, index: Option<std::sync::Arc<SeriesIndex>>) {
-        self.bytes += index.as_ref().map_or(0, |i| i.memory_size());
-        match self.files.insert(path.clone(), index) {
-            Some(old) => self.bytes -= old.map_or(0, |i| i.memory_size()),
+    pub fn insert(&mut self, path: String, layout: FileLayout) {
+        self.bytes += layout.memory_size();
+        match self.files.insert(path.clone(), layout) {
+            Some(old) => self.bytes -= old.memory_size(),
             None => self.order.push_back(path),
         }
-        while self.bytes > INDEX_CACHE_BYTES && self.order.len() > 1 {
+        while self.bytes > LAYOUT_CACHE_BYTES && self.order.len() > 1 {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
             if let Some(old) = self.files.remove(&oldest) {
-                self.bytes -= old.map_or(0, |i| i.memory_size());
+                self.bytes -= old.memory_size();
             }
         }
     }
@@ -390,7 +438,7 @@ impl IndexCache {
     /// Forgets a deleted file.
     pub fn forget(&mut self, path: &str) {
         if let Some(old) = self.files.remove(path) {
-            self.bytes -= old.map_or(0, |i| i.memory_size());
+            self.bytes -= old.memory_size();
             self.order.retain(|p| p != path);
         }
     }
@@ -401,8 +449,7 @@ mod tests {
     use super::*;
     use crate::persist::sort_and_merge_by;
     use datafusion::arrow::array::{DictionaryArray, TimestampNanosecondArray};
-    use datafusion::arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
-    use std::sync::Arc;
+    use datafusion::arrow::datatypes::{Field, Int32Type, TimeUnit};
 
     /// A small deterministic generator (no dependency for a test's randomness).
     struct Lcg(u64);
@@ -536,7 +583,36 @@ mod tests {
         let err = SeriesIndex::decode(&STANDARD.encode(&bytes)).expect_err("truncated");
         assert!(err.to_string().contains("series index"), "{err}");
         assert!(SeriesIndex::decode("not base64!").is_err());
+        // Well-formed but out of time order: refused rather than trusted.
+        let mut shuffled = index.clone();
+        shuffled.time_samples[1] = i64::MIN;
+        let err = SeriesIndex::decode(&shuffled.encode()).expect_err("out of order");
+        assert!(err.to_string().contains("out of order"), "{err}");
         // A file without tags has nothing to index.
         assert_eq!(SeriesIndex::build(&batch, &[]).expect("built"), None);
+    }
+
+    #[test]
+    fn a_written_file_carries_its_index_and_the_schema_a_reader_derives() {
+        let batch = sorted_batch(2_000, 5);
+        let file = crate::persist::encode_file(0, &batch, &key()).expect("encoded");
+        let bytes = bytes::Bytes::from(file.bytes);
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes,
+            )
+            .expect("readable");
+        let derived = Schema::new(reader.schema().fields().clone());
+        assert_eq!(file.layout.schema.as_ref(), &derived);
+        let footer = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == FOOTER_KEY))
+            .and_then(|kv| kv.value.clone())
+            .expect("index in the footer");
+        let index = file.layout.index.expect("indexed");
+        assert_eq!(SeriesIndex::decode(&footer).expect("decoded"), *index);
+        assert_eq!(index.row_count(), batch.num_rows());
     }
 }
