@@ -50,6 +50,12 @@ pub struct QueryBenchArgs {
     /// Only these queries (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Prepare each query before running it, as tokio-postgres's `query()` does (one
+    /// round trip to prepare, one to run, and a close). By default each query goes in one
+    /// round trip (Parse, Bind, Describe, Execute, Sync), as psql's, JDBC's and psycopg's
+    /// do, and as InfluxDB's HTTP query does.
+    #[arg(long)]
+    pub prepare_each: bool,
 }
 
 /// The TSBS devops queries we time.
@@ -195,11 +201,15 @@ fn build(name: &str, p: &mut Params) -> Query {
 /// Runs one query against the target; returns the number of rows (or values) read.
 async fn run_one(target: &Connection, query: &Query) -> Result<usize, ServerError> {
     match target {
-        Connection::Pg(client) => {
-            let rows = client
-                .query(query.sql.as_str(), &[])
-                .await
-                .map_err(|e| ServerError::Bench(format!("{}: {e}", query.sql)))?;
+        Connection::Pg {
+            client,
+            prepare_each,
+        } => {
+            let rows = match prepare_each {
+                true => client.query(query.sql.as_str(), &[]).await,
+                false => client.query_typed(query.sql.as_str(), &[]).await,
+            }
+            .map_err(|e| ServerError::Bench(format!("{}: {e}", query.sql)))?;
             Ok(rows.len())
         }
         Connection::Influx { client, url } => {
@@ -245,7 +255,11 @@ fn params_for(name: &str, hosts: usize, end: i64) -> Params {
 }
 
 enum Connection {
-    Pg(tokio_postgres::Client),
+    Pg {
+        client: tokio_postgres::Client,
+        /// Prepare, then run (see `QueryBenchArgs::prepare_each`).
+        prepare_each: bool,
+    },
     Influx {
         client: reqwest::Client,
         url: String,
@@ -278,7 +292,10 @@ pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
                 .await
                 .map_err(|e| ServerError::Bench(format!("connect to {}: {e}", args.pg)))?;
             tokio::spawn(connection);
-            Connection::Pg(client)
+            Connection::Pg {
+                client,
+                prepare_each: args.prepare_each,
+            }
         }
         Target::Influxdb => Connection::Influx {
             client: reqwest::Client::new(),
