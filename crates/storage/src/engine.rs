@@ -7,7 +7,6 @@
 //! them durable with one fsync, applies them to the buffer in log order, then acknowledges
 //! each. A write is thus acknowledged only when it is both durable and visible to queries.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +26,12 @@ use crate::buffer::{Generation, WriteBuffer};
 use crate::buffer::{drop_older_than, time_range};
 use crate::compaction::{CompactionConfig, compactor_loop};
 use crate::error::{Result, StorageError};
+use crate::file_cache::FileCache;
 use crate::persist::{
     EncodedFile, decode_aligned, encode_file, for_each_partition, sort_and_merge_by, sort_key,
 };
 use crate::record::WalPayload;
-use crate::series_index::{FileLayout, LayoutCache};
+use crate::series_index::{FileLayout, LAYOUT_CACHE_BYTES};
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
 use crate::write_batch::{TableBatch, prepare_write};
@@ -130,9 +130,9 @@ pub struct Engine {
     /// Serialises catalog saves, so an older snapshot never overwrites a newer one.
     catalog_save_lock: tokio::sync::Mutex<()>,
     /// Each Parquet file's newest row per series, for last-point queries.
-    newest_rows: parking_lot::Mutex<NewestRows>,
+    newest_rows: parking_lot::Mutex<FileCache<RecordBatch>>,
     /// Each Parquet file's series index and schema, for opening it fast.
-    layouts: parking_lot::Mutex<LayoutCache>,
+    layouts: parking_lot::Mutex<FileCache<FileLayout>>,
     /// Files running backups still copy, kept until their lease ends.
     pins: parking_lot::Mutex<Pins>,
     persist_wakeup: Arc<Notify>,
@@ -252,8 +252,14 @@ impl Engine {
             persist_lock: tokio::sync::Mutex::new(()),
             rewrite_lock: tokio::sync::Mutex::new(()),
             catalog_save_lock: tokio::sync::Mutex::new(()),
-            newest_rows: parking_lot::Mutex::default(),
-            layouts: parking_lot::Mutex::default(),
+            newest_rows: parking_lot::Mutex::new(FileCache::new(
+                NEWEST_ROWS_LIMIT,
+                RecordBatch::num_rows,
+            )),
+            layouts: parking_lot::Mutex::new(FileCache::new(
+                LAYOUT_CACHE_BYTES,
+                FileLayout::memory_size,
+            )),
             pins: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
@@ -370,7 +376,7 @@ impl Engine {
     /// The newest row per series of the file at `path`, if known (computed when the file
     /// was written, or remembered after a reader computed it).
     pub fn newest_rows_of(&self, path: &str) -> Option<RecordBatch> {
-        self.newest_rows.lock().files.get(path).cloned()
+        self.newest_rows.lock().get(path)
     }
 
     /// The layout (series index, schema) of the file at `path`, if known here (remembered
@@ -379,7 +385,8 @@ impl Engine {
         self.layouts.lock().get(path)
     }
 
-    /// Remembers a file's layout, within [`crate::series_index::LAYOUT_CACHE_BYTES`].
+    /// Remembers a file's layout, within [`LAYOUT_CACHE_BYTES`] (a forgotten layout is
+    /// read from the file's footer again).
     pub fn remember_layout(&self, path: String, layout: FileLayout) {
         self.layouts.lock().insert(path, layout);
     }
@@ -387,21 +394,7 @@ impl Engine {
     /// Remembers a file's newest row per series; the oldest entries are forgotten beyond
     /// [`NEWEST_ROWS_LIMIT`] rows in all (a forgotten file is read again when asked).
     pub fn remember_newest_rows(&self, path: String, rows: RecordBatch) {
-        let mut cache = self.newest_rows.lock();
-        cache.rows += rows.num_rows();
-        if let Some(old) = cache.files.insert(path.clone(), rows) {
-            cache.rows -= old.num_rows();
-        } else {
-            cache.order.push_back(path);
-        }
-        while cache.rows > NEWEST_ROWS_LIMIT && cache.order.len() > 1 {
-            let Some(oldest) = cache.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = cache.files.remove(&oldest) {
-                cache.rows -= old.num_rows();
-            }
-        }
+        self.newest_rows.lock().insert(path, rows);
     }
 
     /// Writes the current catalog to the object store.
@@ -1029,24 +1022,6 @@ async fn remove_unreferenced_files(catalog: &Catalog, store: &dyn ObjectStore) -
 
 /// Rows kept in the newest-rows cache across all files (one per series per file).
 pub const NEWEST_ROWS_LIMIT: usize = 4_000_000;
-
-/// Newest row per series of Parquet files, by path, oldest entry first in `order`.
-#[derive(Debug, Default)]
-struct NewestRows {
-    files: HashMap<String, RecordBatch>,
-    order: VecDeque<String>,
-    rows: usize,
-}
-
-impl NewestRows {
-    /// Forgets a deleted file.
-    fn forget(&mut self, path: &str) {
-        if let Some(old) = self.files.remove(path) {
-            self.rows -= old.num_rows();
-            self.order.retain(|p| p != path);
-        }
-    }
-}
 
 /// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.
 fn wal_thread(

@@ -6,14 +6,16 @@
 //! request into Arrow batches), [`record`] and [`wal`] (log it durably), [`buffer`] (make it
 //! queryable), [`persist`] (sort, merge and encode it as Parquet), [`compaction`] (merge small
 //! files into large ones), [`engine`] (the threads
-//! and tasks that run all of this, and recovery at start-up). [`shard`] names the shard
-//! every point is routed to.
+//! and tasks that run all of this, and recovery at start-up). [`series_index`] says where
+//! each series is in a file (written in its footer), [`file_cache`] keeps what the engine
+//! knows of each file, [`shard`] names the shard every point is routed to.
 
 pub mod backup;
 pub mod buffer;
 pub mod compaction;
 pub mod engine;
 pub mod error;
+pub mod file_cache;
 pub mod persist;
 pub mod record;
 pub mod series_index;

@@ -16,7 +16,6 @@
 //! restarts. Files without one (written before it existed, or with too many series to be
 //! worth indexing) are read with statistics pruning as before.
 
-use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -371,7 +370,7 @@ impl Reader<'_> {
     }
 }
 
-/// Bytes of layouts a [`LayoutCache`] keeps before it forgets the oldest.
+/// Bytes of layouts the engine keeps before it forgets the oldest.
 pub const LAYOUT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a reader needs to know of a Parquet file before opening it: its series index (if
@@ -399,48 +398,9 @@ impl FileLayout {
         })
     }
 
-    fn memory_size(&self) -> usize {
+    /// Bytes it holds in memory, roughly (for the engine's cache).
+    pub fn memory_size(&self) -> usize {
         self.index.as_ref().map_or(0, |i| i.memory_size()) + 128 * self.schema.fields().len()
-    }
-}
-
-/// The layouts of recently written or read files, by path, within [`LAYOUT_CACHE_BYTES`]
-/// (the oldest entries are forgotten first; a forgotten layout is read from the file's
-/// footer again).
-#[derive(Debug, Default)]
-pub struct LayoutCache {
-    files: HashMap<String, FileLayout>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-impl LayoutCache {
-    pub fn get(&self, path: &str) -> Option<FileLayout> {
-        self.files.get(path).cloned()
-    }
-
-    pub fn insert(&mut self, path: String, layout: FileLayout) {
-        self.bytes += layout.memory_size();
-        match self.files.insert(path.clone(), layout) {
-            Some(old) => self.bytes -= old.memory_size(),
-            None => self.order.push_back(path),
-        }
-        while self.bytes > LAYOUT_CACHE_BYTES && self.order.len() > 1 {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = self.files.remove(&oldest) {
-                self.bytes -= old.memory_size();
-            }
-        }
-    }
-
-    /// Forgets a deleted file.
-    pub fn forget(&mut self, path: &str) {
-        if let Some(old) = self.files.remove(path) {
-            self.bytes -= old.memory_size();
-            self.order.retain(|p| p != path);
-        }
     }
 }
 
