@@ -123,7 +123,9 @@ impl PhysicalTemplate {
         values: &[ScalarValue],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let one_partition = state.config_options().execution.target_partitions == 1;
-        if one_partition && let Some(rebound) = self.rebind(state, plan, values)? {
+        if one_partition
+            && let Some((rebound, _)) = self.rebind_in_one_partition(state, plan, values)?
+        {
             return Ok(rebound);
         }
         let physical = state
@@ -155,25 +157,6 @@ impl PhysicalTemplate {
             return Ok(None);
         }
         Ok(rebound(&template, state, 1, plan, values)?.map(|p| (p, template.task.clone())))
-    }
-
-    /// The ready template rebound to `values`, if there is one and this run reads a
-    /// plain Parquet scan.
-    fn rebind(
-        &self,
-        state: &SessionState,
-        plan: &LogicalPlan,
-        values: &[ScalarValue],
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let template = match &*self.state.lock() {
-            TemplateState::Ready(template) => template.clone(),
-            _ => return Ok(None),
-        };
-        if !template.planned_like(state) {
-            return Ok(None);
-        }
-        let partitions = state.config_options().execution.target_partitions;
-        rebound(&template, state, partitions, plan, values)
     }
 
     /// Keeps `physical` (planned in full from `plan` with `values`) as a candidate, or

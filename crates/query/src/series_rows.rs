@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use chronosdb_catalog::{ParquetFile, TIME_COLUMN};
+use chronosdb_catalog::ParquetFile;
 use chronosdb_storage::Engine;
 use chronosdb_storage::series_index::{FOOTER_KEY, FileLayout, SeriesIndex};
 use datafusion::catalog::Session;
@@ -27,7 +27,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::parquet::arrow::arrow_reader::RowSelection;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 
-use crate::table::{TimeBounds, timestamp_literal};
+use crate::table::{TimeBounds, is_time_bound};
 
 /// The Parquet files of a scan, as DataFusion is to read them.
 #[derive(Debug, Clone)]
@@ -243,26 +243,9 @@ fn string_value(value: &ScalarValue) -> Option<String> {
 /// Whether the selected rows of a file led by `tag` account for all `expr` can prune:
 /// it compares only `tag` (with `=` or `IN`) and `time` (with a time).
 fn understood(expr: &Expr, tag: &str) -> bool {
-    conjuncts(expr).into_iter().all(|e| match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq,
-            right,
-        }) => {
-            let time = |a: &Expr, b: &Expr| {
-                matches!(a, Expr::Column(c) if c.name == TIME_COLUMN)
-                    && timestamp_literal(b).is_some()
-            };
-            time(left, right) || time(right, left) || tag_condition(e, tag).is_some()
-        }
-        Expr::Between(between) => {
-            !between.negated
-                && matches!(&*between.expr, Expr::Column(c) if c.name == TIME_COLUMN)
-                && timestamp_literal(&between.low).is_some()
-                && timestamp_literal(&between.high).is_some()
-        }
-        other => tag_condition(other, tag).is_some(),
-    })
+    conjuncts(expr)
+        .into_iter()
+        .all(|e| is_time_bound(e) || tag_condition(e, tag).is_some())
 }
 
 #[cfg(test)]

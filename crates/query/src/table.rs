@@ -595,46 +595,52 @@ impl TimeBounds {
     }
 
     fn narrow(&mut self, expr: &Expr) {
-        match expr {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                if *op == Operator::And {
-                    self.narrow(left);
-                    self.narrow(right);
-                    return;
-                }
-                let (op, value) = match (time_column(left), timestamp_literal(right)) {
-                    (true, Some(v)) => (*op, v),
-                    _ => match (timestamp_literal(left), time_column(right)) {
-                        (Some(v), true) => match op.swap() {
-                            Some(op) => (op, v),
-                            None => return,
-                        },
-                        _ => return,
-                    },
-                };
-                match op {
-                    Operator::Gt => self.min = self.min.max(value.saturating_add(1)),
-                    Operator::GtEq => self.min = self.min.max(value),
-                    Operator::Lt => self.max = self.max.min(value.saturating_sub(1)),
-                    Operator::LtEq => self.max = self.max.min(value),
-                    Operator::Eq => {
-                        self.min = self.min.max(value);
-                        self.max = self.max.min(value);
-                    }
-                    _ => {}
-                }
-            }
-            Expr::Between(between) if !between.negated && time_column(&between.expr) => {
-                if let (Some(lo), Some(hi)) = (
-                    timestamp_literal(&between.low),
-                    timestamp_literal(&between.high),
-                ) {
-                    self.min = self.min.max(lo);
-                    self.max = self.max.min(hi);
-                }
-            }
-            _ => {}
+        if let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) = expr
+        {
+            self.narrow(left);
+            self.narrow(right);
+        } else if let Some((min, max)) = time_bound(expr) {
+            self.min = self.min.max(min);
+            self.max = self.max.min(max);
         }
+    }
+}
+
+/// Whether `expr` (one conjunct, not an `AND`) bounds `time` in a way [`TimeBounds`]
+/// takes: `time` compared with a time, or `time BETWEEN` two.
+pub(crate) fn is_time_bound(expr: &Expr) -> bool {
+    time_bound(expr).is_some()
+}
+
+/// The inclusive bounds one comparison puts on `time`, if it is one.
+fn time_bound(expr: &Expr) -> Option<(i64, i64)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, value) = match (time_column(left), timestamp_literal(right)) {
+                (true, Some(v)) => (*op, v),
+                _ => match (timestamp_literal(left), time_column(right)) {
+                    (Some(v), true) => (op.swap()?, v),
+                    _ => return None,
+                },
+            };
+            match op {
+                Operator::Gt => Some((value.saturating_add(1), i64::MAX)),
+                Operator::GtEq => Some((value, i64::MAX)),
+                Operator::Lt => Some((i64::MIN, value.saturating_sub(1))),
+                Operator::LtEq => Some((i64::MIN, value)),
+                Operator::Eq => Some((value, value)),
+                _ => None,
+            }
+        }
+        Expr::Between(between) if !between.negated && time_column(&between.expr) => Some((
+            timestamp_literal(&between.low)?,
+            timestamp_literal(&between.high)?,
+        )),
+        _ => None,
     }
 }
 
@@ -643,7 +649,7 @@ fn time_column(expr: &Expr) -> bool {
 }
 
 /// A timestamp literal in nanoseconds, whatever unit the planner gave it.
-pub(crate) fn timestamp_literal(expr: &Expr) -> Option<i64> {
+fn timestamp_literal(expr: &Expr) -> Option<i64> {
     let Expr::Literal(value, _) = expr else {
         return None;
     };
