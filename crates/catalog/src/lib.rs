@@ -98,13 +98,21 @@ pub struct DatabaseDef {
     /// from queries at once and their files are deleted by whole partitions.
     #[serde(default)]
     pub retention_nanos: Option<i64>,
+    /// Points older than this (ns) are gone for good: the cutoff of a retention period
+    /// that was later lengthened or removed, so that what it hid never comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_before: Option<i64>,
 }
 
 impl DatabaseDef {
     /// The oldest time still kept at `now` (nanoseconds), if the database has a retention
     /// period.
     pub fn retention_cutoff(&self, now: i64) -> Option<i64> {
-        self.retention_nanos.map(|r| now.saturating_sub(r))
+        let period = self.retention_nanos.map(|r| now.saturating_sub(r));
+        match (period, self.hidden_before) {
+            (Some(period), Some(hidden)) => Some(period.max(hidden)),
+            (period, hidden) => period.or(hidden),
+        }
     }
 }
 
@@ -215,6 +223,12 @@ pub enum CatalogOp {
     SetRetention {
         database: String,
         retention_nanos: Option<i64>,
+    },
+    /// Makes points older than `before` (ns) gone for good (see
+    /// [`DatabaseDef::hidden_before`]); a later op never moves the bound back.
+    HideOlderThan {
+        database: String,
+        before: i64,
     },
     /// Removes files from a table (their data is gone: expired, or rewritten elsewhere).
     /// Ids the table no longer has are ignored, so the op can be applied twice.
@@ -372,6 +386,14 @@ impl CatalogState {
                     .get_mut(&database)
                     .ok_or(CatalogError::DatabaseNotFound(database))?;
                 Arc::make_mut(db).retention_nanos = retention_nanos;
+            }
+            CatalogOp::HideOlderThan { database, before } => {
+                let db = self
+                    .databases
+                    .get_mut(&database)
+                    .ok_or(CatalogError::DatabaseNotFound(database))?;
+                let db = Arc::make_mut(db);
+                db.hidden_before = Some(db.hidden_before.map_or(before, |b| b.max(before)));
             }
             CatalogOp::RemoveFiles {
                 database,

@@ -31,13 +31,21 @@ impl ErrorHandler for SqlStateErrors {
                 (_, ErrorKind::InvalidValue) => "22023",
                 (_, ErrorKind::TableNotFound) => "42P01",
                 (_, ErrorKind::InUse) => "55006",
+                (_, ErrorKind::TooComplex) => "54001",
                 (_, ErrorKind::Other) => "XX000",
             };
             (code, e.to_string())
-        } else if inner.downcast_ref::<ParserError>().is_some() {
-            ("42601", inner.to_string())
+        } else if let Some(e) = inner.downcast_ref::<ParserError>() {
+            (parser_sqlstate(e), inner.to_string())
         } else {
             ("XX000", inner.to_string())
+        };
+        let message = if code == "54001" && message.contains("ecursion limit") {
+            "statement too complex: it nests parentheses, NOT, CASE or subqueries deeper than \
+             the parser allows; flatten the expression or split the statement"
+                .to_string()
+        } else {
+            message
         };
         tracing::debug!(code, %message, "query failed");
         *error = PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -58,7 +66,7 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
     let root = error.find_root();
     let text = root.to_string();
     match root {
-        DataFusionError::SQL(..) => "42601",
+        DataFusionError::SQL(e, _) => parser_sqlstate(e),
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::SchemaError(..) => {
             if text.contains("No field named") || text.contains("not found") {
@@ -78,10 +86,17 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
                 "42000"
             }
         }
+        // `checked_arithmetic`'s "bigint out of range", as PostgreSQL words it.
+        DataFusionError::Execution(msg) if msg.ends_with(" out of range") => "22003",
         DataFusionError::ArrowError(e, _) => {
             let s = e.to_string();
             if s.contains("Divide by zero") {
                 "22012"
+            } else if cast_out_of_range(&s).is_some()
+                || s.contains("Overflow")
+                || s.contains("overflow")
+            {
+                "22003"
             } else if s.contains("Cast error") || s.contains("Parser error") {
                 "22P02"
             } else {
@@ -93,8 +108,40 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
     }
 }
 
+/// sqlparser's nesting limit is PostgreSQL's stack-depth error; anything else a syntax error.
+fn parser_sqlstate(error: &ParserError) -> &'static str {
+    match error {
+        ParserError::RecursionLimitExceeded => "54001",
+        _ => "42601",
+    }
+}
+
 fn clean_message(error: &DataFusionError) -> String {
-    error.find_root().to_string()
+    match error.find_root() {
+        // PostgreSQL's words exactly: "bigint out of range", no "Execution error: " before it.
+        DataFusionError::Execution(msg) if msg.ends_with(" out of range") => msg.clone(),
+        DataFusionError::ArrowError(e, _) => {
+            let text = e.to_string();
+            match cast_out_of_range(&text) {
+                Some(type_name) => format!("{type_name} out of range"),
+                None => text,
+            }
+        }
+        root => root.to_string(),
+    }
+}
+
+/// The PostgreSQL type an arrow cast overflowed ("Can't cast value 40000 to type Int16"
+/// is PostgreSQL's "smallint out of range").
+fn cast_out_of_range(arrow_message: &str) -> Option<&'static str> {
+    let (_, target) = arrow_message.split_once("Can't cast value ")?;
+    let (_, target) = target.rsplit_once(" to type ")?;
+    match target.trim() {
+        "Int8" | "Int16" | "UInt8" => Some("smallint"),
+        "Int32" | "UInt16" => Some("integer"),
+        "Int64" | "UInt32" => Some("bigint"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +154,17 @@ mod tests {
         assert_eq!(sqlstate(&e), "42P01");
         let e = DataFusionError::NotImplemented("x".into());
         assert_eq!(sqlstate(&e), "0A000");
+    }
+
+    #[test]
+    fn an_integer_cast_out_of_range_is_22003() {
+        let e = DataFusionError::ArrowError(
+            Box::new(datafusion::arrow::error::ArrowError::CastError(
+                "Can't cast value 40000 to type Int16".into(),
+            )),
+            None,
+        );
+        assert_eq!(sqlstate(&e), "22003");
+        assert_eq!(clean_message(&e), "smallint out of range");
     }
 }

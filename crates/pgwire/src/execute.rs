@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::errors::api_error;
+use crate::panic_guard::caught_stream;
 use chronosdb_query::column_names::postgres_column_names;
 use chronosdb_query::newest_buckets::NewestBuckets;
 use chronosdb_query::plan_cache::optimized_inner;
@@ -193,5 +194,5 @@ pub async fn stream_plan<C: ClientInfo + ?Sized>(
         };
         stream::iter(rows)
     });
-    Ok(QueryResponse::new(fields, rows))
+    Ok(QueryResponse::new(fields, caught_stream(rows)))
 }

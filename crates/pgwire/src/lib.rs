@@ -13,6 +13,7 @@ mod connection;
 mod copy;
 mod errors;
 mod execute;
+mod panic_guard;
 mod parameters;
 mod savepoints;
 mod session_control;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
-use chronosdb_query::column_names::alias_casts_of_columns;
+use chronosdb_query::column_names::{alias_casts_of_columns, alias_duplicate_names};
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
 use chronosdb_query::plan_cache::{Lookup, parameterize};
@@ -217,12 +218,18 @@ where
     let replaced = rewrite_catalog_functions(sql);
     let sql = replaced.as_deref().unwrap_or(sql);
     let parsed = match parser.parse_sql(client, sql, types).await {
-        // `SELECT time::text … ORDER BY time`: see `alias_casts_of_columns`.
+        // `SELECT time::text … ORDER BY time` (see `alias_casts_of_columns`), `SELECT v, v`
+        // (see `alias_duplicate_names`).
         Err(e) if e.to_string().contains("require unique expression names") => {
-            match alias_casts_of_columns(sql) {
-                Some(rewritten) => return parser.parse_sql(client, &rewritten, types).await,
-                None => return Err(e),
+            for rewritten in [alias_casts_of_columns(sql), alias_duplicate_names(sql)]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(parsed) = parser.parse_sql(client, &rewritten, types).await {
+                    return Ok(parsed);
+                }
             }
+            return Err(e);
         }
         parsed => parsed?,
     };
@@ -353,6 +360,13 @@ where
     Ok(vec![Response::Query(response)])
 }
 
+/// Refuses a statement nested too deep to plan safely (SQLSTATE 54001; see
+/// `chronosdb_query::statement_depth`), before anything parses it.
+fn check_depth(sql: &str) -> PgWireResult<()> {
+    chronosdb_query::statement_depth::check_statement_depth(sql)
+        .map_err(|e| PgWireError::ApiError(Box::new(chronosdb_query::QueryError::from(e))))
+}
+
 /// Records that the client sent a statement (for the idle check).
 fn touch<C: ClientInfo + ?Sized>(client: &C) {
     if let Some(activity) = client.session_extensions().get::<Arc<Activity>>() {
@@ -376,6 +390,20 @@ impl SimpleQueryHandler for QueryRouter {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         touch(client);
+        check_depth(query)?;
+        panic_guard::caught(self.simple_query(client, query)).await
+    }
+}
+
+impl QueryRouter {
+    /// The statements of one simple Query message, run in order.
+    async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         if let Some(command) = parse_copy(query) {
             let command = command.map_err(api_error)?;
             return Ok(vec![
@@ -585,40 +613,7 @@ impl ExtendedQueryHandler for QueryRouter {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         touch(client);
-        if let Some(command) = parse_copy(&portal.statement.statement.0) {
-            let command = command.map_err(api_error)?;
-            return copy::start_copy(&self.sessions, client, command).await;
-        }
-        if let Some(command) = parse_database_command(&portal.statement.statement.0) {
-            return self.run_database_command(client, &command).await;
-        }
-        if let Some(command) = parse_token_command(&portal.statement.statement.0) {
-            return run_token_command(&self.auth, client, command?, &portal.result_column_format)
-                .await;
-        }
-        let database = self.sessions.for_client(client)?;
-        if let Some(response) = self
-            .run_regex_delete(client, &database, &portal.statement.statement.0)
-            .await?
-        {
-            return Ok(response);
-        }
-        if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
-            let response = execute::stream_plan(
-                client,
-                &database.context,
-                plan,
-                &portal.result_column_format,
-            )
-            .await?;
-            return Ok(Response::Query(response));
-        }
-        if let Some(plan) = bound_plan(&self.sessions, portal, |s| {
-            matches!(s, SqlStatement::Delete(_))
-        })? {
-            return execute::run_delete(client, &database.context, &plan).await;
-        }
-        ExtendedQueryHandler::do_query(&database.service, client, portal, max_rows).await
+        panic_guard::caught(self.extended_query(client, portal, max_rows)).await
     }
 
     async fn on_execute<C>(
@@ -646,12 +641,12 @@ impl ExtendedQueryHandler for QueryRouter {
             touch(client);
             let database = self.sessions.for_client(client)?;
             client.set_state(PgWireConnectionState::QueryInProgress);
-            let sent = match execute::stream_plan(
+            let sent = match panic_guard::caught(execute::stream_plan(
                 client,
                 &database.context,
                 plan,
                 &portal.result_column_format,
-            )
+            ))
             .await
             {
                 Ok(response) => send_query_response(client, response, false).await,
@@ -700,26 +695,74 @@ impl ExtendedQueryHandler for QueryRouter {
     }
 }
 
+impl QueryRouter {
+    /// Runs an Execute of a portal (see `ExtendedQueryHandler::do_query`).
+    async fn extended_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(command) = parse_copy(&portal.statement.statement.0) {
+            let command = command.map_err(api_error)?;
+            return copy::start_copy(&self.sessions, client, command).await;
+        }
+        if let Some(command) = parse_database_command(&portal.statement.statement.0) {
+            return self.run_database_command(client, &command).await;
+        }
+        if let Some(command) = parse_token_command(&portal.statement.statement.0) {
+            return run_token_command(&self.auth, client, command?, &portal.result_column_format)
+                .await;
+        }
+        let database = self.sessions.for_client(client)?;
+        if let Some(response) = self
+            .run_regex_delete(client, &database, &portal.statement.statement.0)
+            .await?
+        {
+            return Ok(response);
+        }
+        if let Some(plan) = bound_query_plan(&self.sessions, portal)? {
+            let response = execute::stream_plan(
+                client,
+                &database.context,
+                plan,
+                &portal.result_column_format,
+            )
+            .await?;
+            return Ok(Response::Query(response));
+        }
+        if let Some(plan) = bound_plan(&self.sessions, portal, |s| {
+            matches!(s, SqlStatement::Delete(_))
+        })? {
+            return execute::run_delete(client, &database.context, &plan).await;
+        }
+        ExtendedQueryHandler::do_query(&database.service, client, portal, max_rows).await
+    }
+}
+
 /// Parses with the session of the client's database; describes with any session, since
 /// describing only reads the already planned statement.
 pub struct RoutingParser {
     sessions: Arc<Sessions>,
 }
 
-#[async_trait]
-impl QueryParser for RoutingParser {
-    type Statement = Statement;
-
-    async fn parse_sql<C>(
+impl RoutingParser {
+    /// Parses and plans `sql` (see `QueryParser::parse_sql`).
+    async fn parse<C>(
         &self,
         client: &C,
         sql: &str,
         types: &[Option<Type>],
-    ) -> PgWireResult<Option<Self::Statement>>
+    ) -> PgWireResult<Option<Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        touch(client);
         // COPY is run by the router at Execute (DataFusion's parser knows only its own
         // COPY … TO 'file').
         if parse_copy(sql).is_some()
@@ -748,6 +791,25 @@ impl QueryParser for RoutingParser {
             }
         }
         Ok(parsed)
+    }
+}
+
+#[async_trait]
+impl QueryParser for RoutingParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        touch(client);
+        check_depth(sql)?;
+        panic_guard::caught(self.parse(client, sql, types)).await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

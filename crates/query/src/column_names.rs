@@ -29,6 +29,11 @@ fn name_of_output(name: &str) -> String {
 /// name it has: a table column or a name the user gave.
 fn postgres_name(expr: &Expr, name: &str) -> Option<String> {
     let renamed = match expr {
+        // An output named apart from its equals by `alias_duplicate_names`.
+        Expr::Alias(alias) if alias.name.contains(DUPLICATE_MARK) => alias
+            .name
+            .split_once(DUPLICATE_MARK)
+            .map_or(alias.name.clone(), |(name, _)| name.to_string()),
         // DataFusion aliases some expressions itself (`count(Int64(1)) AS count(*)`);
         // a user's alias rarely holds parentheses.
         Expr::Alias(alias) if alias.name.contains('(') => name_of_output(&alias.name),
@@ -135,9 +140,98 @@ pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
     changed.then(|| statements[0].to_string())
 }
 
+/// Separates the PostgreSQL name of an output from the position that makes it unique in
+/// the aliases [`alias_duplicate_names`] gives; a character no one writes in a name.
+const DUPLICATE_MARK: char = '\u{1f}';
+
+/// `sql` with every item of its select list aliased apart (`SELECT v, v` → `SELECT v AS
+/// "v<mark>1", v AS "v<mark>2"`), or `None` if it is not a single `SELECT`. DataFusion
+/// refuses two outputs of one name, which PostgreSQL allows (`SELECT count(*), count(*)`,
+/// `SELECT v, v`, generated SQL of BI tools and ORMs); [`postgres_column_names`] gives the
+/// client the name before the mark, so both columns are named as in PostgreSQL. The front
+/// end plans the rewritten statement only after the original failed that way.
+pub fn alias_duplicate_names(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(query)] = statements.as_mut_slice() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let mut changed = false;
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        let taken = std::mem::replace(item, SelectItem::Wildcard(Default::default()));
+        *item = match taken {
+            SelectItem::UnnamedExpr(expr) => {
+                let name = sql_output_name(&expr);
+                changed = true;
+                SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote('"', format!("{name}{DUPLICATE_MARK}{position}")),
+                }
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                changed = true;
+                SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote(
+                        '"',
+                        format!("{}{DUPLICATE_MARK}{position}", alias.value),
+                    ),
+                }
+            }
+            other => other,
+        };
+    }
+    changed.then(|| statements[0].to_string())
+}
+
+/// PostgreSQL's name (`FigureColname`) for a select-list expression as written.
+fn sql_output_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
+    match expr {
+        SqlExpr::Identifier(ident) => ident.value.clone(),
+        SqlExpr::CompoundIdentifier(parts) => parts
+            .last()
+            .map_or_else(|| "?column?".to_string(), |p| p.value.clone()),
+        SqlExpr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map_or_else(|| "?column?".to_string(), |i| i.value.to_lowercase()),
+        SqlExpr::Cast { expr, .. } | SqlExpr::Nested(expr) => match expr.as_ref() {
+            inner @ (SqlExpr::Identifier(_)
+            | SqlExpr::CompoundIdentifier(_)
+            | SqlExpr::Function(_)
+            | SqlExpr::Nested(_)) => sql_output_name(inner),
+            _ => "?column?".to_string(),
+        },
+        SqlExpr::Case { .. } => "case".to_string(),
+        _ => "?column?".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{alias_casts_of_columns, name_of_output};
+    use super::{alias_casts_of_columns, alias_duplicate_names, name_of_output};
+
+    #[test]
+    fn duplicate_outputs_are_aliased_apart() {
+        assert_eq!(
+            alias_duplicate_names("SELECT v, count(*), CAST(m.v AS int), 1 AS a FROM m")
+                .map(|s| s.replace('\u{1f}', "|"))
+                .as_deref(),
+            Some(
+                r#"SELECT v AS "v|0", count(*) AS "count|1", CAST(m.v AS INT) AS "v|2", 1 AS "a|3" FROM m"#
+            )
+        );
+        assert_eq!(alias_duplicate_names("DELETE FROM m"), None);
+    }
 
     #[test]
     fn casts_of_columns_get_the_column_name() {

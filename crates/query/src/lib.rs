@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod catalog_queries;
+pub mod checked_arithmetic;
 pub mod column_names;
 pub mod copy;
 pub mod databases;
@@ -23,6 +24,7 @@ pub mod scan_size;
 pub mod series_match;
 mod series_rows;
 pub mod show;
+pub mod statement_depth;
 pub mod system;
 pub mod table;
 pub mod time_zone;
@@ -62,6 +64,8 @@ pub enum QueryError {
     Storage(#[from] chronosdb_storage::StorageError),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    TooComplex(#[from] statement_depth::StatementTooComplex),
 }
 
 /// What kind of mistake a [`QueryError`] is, for front ends to map onto their own codes.
@@ -75,6 +79,8 @@ pub enum ErrorKind {
     TableNotFound,
     /// The object is in use (the session's own database).
     InUse,
+    /// The statement nests deeper than the server plans (PostgreSQL's stack-depth error).
+    TooComplex,
     Other,
 }
 
@@ -100,6 +106,7 @@ impl QueryError {
                 ErrorKind::TableNotFound
             }
             QueryError::DropCurrentDatabase(_) => ErrorKind::InUse,
+            QueryError::TooComplex(_) => ErrorKind::TooComplex,
             _ => ErrorKind::Other,
         }
     }
@@ -186,6 +193,7 @@ impl QueryEngine {
             .with_default_features()
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
             .with_analyzer_rule(Arc::new(delete::DeleteGuard))
+            .with_analyzer_rule(Arc::new(checked_arithmetic::CheckedIntegerArithmetic))
             .with_optimizer_rule(Arc::new(last_point::LastPointRule))
             .with_physical_optimizer_rule(Arc::new(scan_predicates::DistinctScanPredicates))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))

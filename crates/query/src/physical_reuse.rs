@@ -479,6 +479,7 @@ mod tests {
             persist_max_age: Duration::from_secs(3600),
             retention_check_interval: Duration::from_secs(3600),
             compaction: CompactionConfig::default(),
+            write_limits: chronosdb_storage::WriteLimits::DEFAULT,
         })
         .await
         .expect("open");

@@ -70,6 +70,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_COMPACTION_TARGET_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub compaction_target_size: usize,
 
+    /// The longest series key a line may write: its measurement and tags as written
+    /// (`cpu,host=a`); each field key is bounded by it too. Longer lines are refused.
+    #[arg(long, env = "CHRONOSDB_MAX_SERIES_KEY_SIZE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_series_key_size: usize,
+
+    /// The longest string field value a line may write. Longer lines are refused.
+    #[arg(long, env = "CHRONOSDB_MAX_STRING_FIELD_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_string_field_size: usize,
+
     /// Small files of similar size that make a partition still being written worth
     /// merging (a partition whose day ended over an hour ago merges any two).
     #[arg(long, env = "CHRONOSDB_COMPACTION_MIN_FILES", default_value = "8", value_parser = clap::value_parser!(u16).range(2..))]

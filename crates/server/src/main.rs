@@ -16,7 +16,7 @@ use chronosdb_catalog::tokens::TokenStore;
 use chronosdb_http::{HttpConfig, HttpTls};
 use chronosdb_pgwire::PgFrontend;
 use chronosdb_query::QueryEngine;
-use chronosdb_storage::{CompactionConfig, Engine, EngineConfig};
+use chronosdb_storage::{CompactionConfig, Engine, EngineConfig, WriteLimits};
 use clap::{Parser, Subcommand};
 
 /// Errors that stop the server at start-up.
@@ -81,8 +81,11 @@ fn main() -> std::process::ExitCode {
     // The HTTP client of the admin commands (reqwest) finds its TLS crypto here; rustls is
     // built with aws-lc-rs only, so this cannot conflict with another provider.
     let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Deep statements plan, run and drop on these threads' stacks (up to the depth that
+    // chronosdb_query::statement_depth admits).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(chronosdb_query::statement_depth::QUERY_THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,
@@ -143,6 +146,10 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
             interval: args.compaction_interval,
             target_bytes: args.compaction_target_size as u64,
             min_files: args.compaction_min_files.into(),
+        },
+        write_limits: WriteLimits {
+            max_series_key_bytes: args.max_series_key_size,
+            max_string_field_bytes: args.max_string_field_size,
         },
     })
     .await?;

@@ -34,7 +34,7 @@ use crate::record::WalPayload;
 use crate::series_index::{FileLayout, LAYOUT_CACHE_BYTES};
 use crate::shard::ShardMap;
 use crate::wal::{WalWriter, replay};
-use crate::write_batch::{TableBatch, prepare_write};
+use crate::write_batch::{TableBatch, WriteLimits, prepare_write};
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
 
@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub retention_check_interval: Duration,
     /// Background merging of small files.
     pub compaction: CompactionConfig,
+    /// What one line may write (series key and string sizes).
+    pub write_limits: WriteLimits,
 }
 
 /// What a write did: how many lines were stored and which were refused.
@@ -195,6 +197,7 @@ impl Engine {
                 payload.precision,
                 payload.default_time,
                 &payload.skipped_lines,
+                &WriteLimits::NONE,
             )?;
             prepared.batches.retain(|b| {
                 !dropped.table_dropped_before(&payload.database, &b.table, record.sequence)
@@ -317,7 +320,15 @@ impl Engine {
         accept_partial: bool,
     ) -> Result<WriteOutcome> {
         let default_time = precision.truncate_nanos(now_nanos());
-        let prepared = prepare_write(&self.catalog, database, &body, precision, default_time, &[])?;
+        let prepared = prepare_write(
+            &self.catalog,
+            database,
+            &body,
+            precision,
+            default_time,
+            &[],
+            &self.config.write_limits,
+        )?;
         let mut outcome = WriteOutcome {
             lines_written: prepared.accepted_lines,
             rejected: prepared.rejected,
@@ -628,12 +639,28 @@ impl Engine {
 
     /// Sets or removes a database's retention period, durably. Points older than a new,
     /// shorter period disappear from queries at once; their files go at the next check.
+    /// Points a longer period (or none) would bring back stay gone: the old cutoff becomes
+    /// final ([`CatalogOp::HideOlderThan`]).
     pub async fn set_retention(&self, database: &str, retention_nanos: Option<i64>) -> Result<()> {
-        self.apply_catalog_ops(vec![CatalogOp::SetRetention {
+        let mut ops = Vec::with_capacity(2);
+        let old = self
+            .catalog
+            .snapshot()
+            .database(database)
+            .and_then(|db| db.retention_nanos);
+        if let Some(old) = old
+            && retention_nanos.is_none_or(|new| new > old)
+        {
+            ops.push(CatalogOp::HideOlderThan {
+                database: database.to_string(),
+                before: now_nanos().saturating_sub(old),
+            });
+        }
+        ops.push(CatalogOp::SetRetention {
             database: database.to_string(),
             retention_nanos,
-        }])
-        .await?;
+        });
+        self.apply_catalog_ops(ops).await?;
         self.persist_wakeup.notify_one();
         Ok(())
     }
@@ -1146,6 +1173,7 @@ mod tests {
             persist_max_age: Duration::from_secs(3600),
             retention_check_interval: Duration::from_secs(3600),
             compaction: crate::CompactionConfig::default(),
+            write_limits: WriteLimits::DEFAULT,
         }
     }
 

@@ -30,6 +30,7 @@ pub use engine::{
     DeleteOutcome, Engine, EngineConfig, RowMatcher, TableExtent, TableSnapshot, WriteOutcome,
 };
 pub use error::{Result, StorageError};
+pub use write_batch::WriteLimits;
 
 /// Nanoseconds since the epoch of an RFC 3339 time (`2024-01-01T00:00:00Z`, offsets and
 /// fractions allowed); `None` if it is not one.

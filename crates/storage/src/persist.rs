@@ -382,6 +382,7 @@ mod tests {
             Precision::Nanosecond,
             0,
             &[],
+            &crate::write_batch::WriteLimits::DEFAULT,
         )
         .expect("prepare");
         let schema = catalog
@@ -441,6 +442,7 @@ mod tests {
             Precision::Nanosecond,
             0,
             &[],
+            &crate::write_batch::WriteLimits::DEFAULT,
         )
         .expect("prepare");
         let schema = catalog

@@ -46,6 +46,83 @@ pub struct PreparedWrite {
     pub accepted_lines: usize,
 }
 
+/// Bounds on what one line may write; a line over any of them is refused on its own, with
+/// a message naming the limit, and the other lines of the request go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// The series key: the measurement and its tags as written (`cpu,host=a,region=eu`),
+    /// which bounds the measurement name, every tag key and value; field keys too.
+    pub max_series_key_bytes: usize,
+    /// A string field value.
+    pub max_string_field_bytes: usize,
+}
+
+impl WriteLimits {
+    /// InfluxDB's bound on a series key (64 KiB) and 1 MiB strings.
+    pub const DEFAULT: WriteLimits = WriteLimits {
+        max_series_key_bytes: 64 * 1024,
+        max_string_field_bytes: 1024 * 1024,
+    };
+
+    /// No bounds: WAL replay rebuilds every line the live write accepted, whatever the
+    /// limits are now (the lines refused then are skipped by number).
+    pub const NONE: WriteLimits = WriteLimits {
+        max_series_key_bytes: usize::MAX,
+        max_string_field_bytes: usize::MAX,
+    };
+
+    /// Why `line` is over a limit, if it is.
+    fn check(&self, line: &ParsedLine<'_>) -> std::result::Result<(), String> {
+        let key_bytes = line.measurement.len()
+            + line
+                .tags
+                .iter()
+                .map(|(k, v)| 2 + k.len() + v.len())
+                .sum::<usize>();
+        if key_bytes > self.max_series_key_bytes {
+            return Err(format!(
+                "the series key (measurement and tags) is {key_bytes} bytes, over the limit of {} \
+                 (--max-series-key-size)",
+                self.max_series_key_bytes
+            ));
+        }
+        for (key, value) in &line.fields {
+            if key.len() > self.max_series_key_bytes {
+                return Err(format!(
+                    "field key \"{}…\" is {} bytes, over the limit of {} (--max-series-key-size)",
+                    prefix(key, 32),
+                    key.len(),
+                    self.max_series_key_bytes
+                ));
+            }
+            if let FieldValue::String(text) = value
+                && text.len() > self.max_string_field_bytes
+            {
+                return Err(format!(
+                    "string field \"{}\" is {} bytes, over the limit of {} (--max-string-field-size)",
+                    prefix(key, 64),
+                    text.len(),
+                    self.max_string_field_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// At most the first `chars` characters of `text`.
+fn prefix(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 /// Parses and validates `body`, extending the catalog with new tables and columns.
 ///
 /// `default_time` (ns) is used for lines without a timestamp. Replaying a WAL record runs
@@ -58,6 +135,7 @@ pub fn prepare_write(
     precision: Precision,
     default_time: i64,
     skip_lines: &[u32],
+    limits: &WriteLimits,
 ) -> Result<PreparedWrite> {
     let mut parsed = parse_lines(body);
     if !skip_lines.is_empty() {
@@ -73,13 +151,20 @@ pub fn prepare_write(
     // Points older than the database's retention period would never be seen: refused,
     // as InfluxDB refuses points beyond its retention policy.
     let retention = catalog.snapshot().database(database).and_then(|db| {
-        db.retention_nanos
-            .map(|r| (default_time.saturating_sub(r), r))
+        db.retention_cutoff(default_time)
+            .map(|cutoff| (cutoff, db.retention_nanos))
     });
     let mut lines: Vec<(usize, ParsedLine<'_>, i64)> = Vec::with_capacity(parsed.len());
     for result in parsed {
         match result {
             Ok(line) => {
+                if let Err(message) = limits.check(&line) {
+                    rejected.push(LineError {
+                        line: line.line,
+                        message,
+                    });
+                    continue;
+                }
                 let time = match line.timestamp {
                     Some(ts) => match precision.to_nanos(ts) {
                         Some(ns) => ns,
@@ -100,10 +185,17 @@ pub fn prepare_write(
                 {
                     rejected.push(LineError {
                         line: line.line,
-                        message: format!(
-                            "the point is older than the database's retention period ({}): it would never be visible",
-                            chronosdb_catalog::format_retention(period)
-                        ),
+                        message: match period {
+                            Some(period) if cutoff == default_time.saturating_sub(period) => {
+                                format!(
+                                    "the point is older than the database's retention period ({}): it would never be visible",
+                                    chronosdb_catalog::format_retention(period)
+                                )
+                            }
+                            _ => format!(
+                                "the point is older than {cutoff} (ns since the epoch), before which an earlier retention period deleted the database's points: it would never be visible"
+                            ),
+                        },
                     });
                     continue;
                 }
@@ -442,7 +534,8 @@ fn build_batch<'l, 'a: 'l>(
                 written[i] = row;
             }
         }
-        for ((_, value), &i) in line.fields.iter().zip(&positions[line.tags.len()..]) {
+        // A field written twice in one line keeps its last value, as in InfluxDB.
+        for ((_, value), &i) in line.fields.iter().zip(&positions[line.tags.len()..]).rev() {
             if i != usize::MAX && written[i] != row {
                 builders[i].append_field(value);
                 written[i] = row;
@@ -467,7 +560,16 @@ mod tests {
     fn builds_batches_and_refuses_bad_lines() {
         let catalog = Catalog::default();
         let body = b"cpu,host=a usage=1.5 10\ncpu,host=b usage=\"x\" 20\nmem free=3i 30\ncpu,host=c idle=2 40\nbad line";
-        let w = prepare_write(&catalog, "db", body, Precision::Nanosecond, 0, &[]).expect("ok");
+        let w = prepare_write(
+            &catalog,
+            "db",
+            body,
+            Precision::Nanosecond,
+            0,
+            &[],
+            &WriteLimits::DEFAULT,
+        )
+        .expect("ok");
         assert_eq!(w.accepted_lines, 3);
         let lines: Vec<usize> = w.rejected.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5]);
@@ -490,7 +592,16 @@ mod tests {
     fn reserved_and_clashing_names() {
         let catalog = Catalog::default();
         let body = b"cpu,time=x v=1\ncpu,a=x a=1\ncpu time=1\ncpu v=1 9223372036854775807";
-        let w = prepare_write(&catalog, "db", body, Precision::Second, 0, &[]).expect("ok");
+        let w = prepare_write(
+            &catalog,
+            "db",
+            body,
+            Precision::Second,
+            0,
+            &[],
+            &WriteLimits::DEFAULT,
+        )
+        .expect("ok");
         assert_eq!(w.accepted_lines, 0);
         assert_eq!(w.rejected.len(), 4, "{:?}", w.rejected);
         assert!(w.rejected[3].message.contains("out of range"));

@@ -1,12 +1,15 @@
-//! `approx_distinct` / `approx_count_distinct` that also accept tag columns.
+//! `approx_distinct` / `approx_count_distinct` that also accept tag and float columns.
 //!
 //! DataFusion's HyperLogLog aggregate refuses dictionary-encoded input, and every chronosdb
-//! tag is a dictionary. This wrapper declares a coercion from a dictionary to its value type
-//! and hands everything else to DataFusion's implementation.
+//! tag is a dictionary; it refuses floats too. This wrapper declares a coercion from a
+//! dictionary to its value type, counts floats by their bit pattern (with `-0.0` counted as
+//! `0.0` and every NaN as one value, since they compare equal) and hands everything else
+//! to DataFusion's implementation.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -53,6 +56,9 @@ impl AggregateUDFImpl for ApproxDistinct {
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         match args {
             [DataType::Dictionary(_, value)] => Ok(vec![value.as_ref().clone()]),
+            [DataType::Float16 | DataType::Float32 | DataType::Float64] => {
+                Ok(vec![DataType::Float64])
+            }
             [other] => Ok(vec![other.clone()]),
             _ => plan_err!("approx_distinct takes one argument"),
         }
@@ -75,6 +81,74 @@ impl AggregateUDFImpl for ApproxDistinct {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.accumulator(args)
+        let [field] = args.expr_fields else {
+            return self.inner.accumulator(args);
+        };
+        if field.data_type() != &DataType::Float64 {
+            return self.inner.accumulator(args);
+        }
+        // The inner aggregate counts the floats' canonical bit patterns as unsigned integers.
+        let bits: FieldRef = Arc::new(Field::new(field.name(), DataType::UInt64, true));
+        let inner = self.inner.accumulator(AccumulatorArgs {
+            expr_fields: std::slice::from_ref(&bits),
+            ..args
+        })?;
+        Ok(Box::new(FloatBits { inner }))
+    }
+}
+
+/// Feeds an accumulator over `UInt64` with the canonical bit patterns of `Float64` input.
+#[derive(Debug)]
+struct FloatBits {
+    inner: Box<dyn Accumulator>,
+}
+
+/// The bits of `value`, equal for values that compare equal (`0.0` and `-0.0`, all NaNs).
+fn canonical_bits(value: f64) -> u64 {
+    if value == 0.0 {
+        0
+    } else if value.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        value.to_bits()
+    }
+}
+
+impl Accumulator for FloatBits {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(floats) = values.first() else {
+            return Ok(());
+        };
+        let floats = floats.as_primitive::<Float64Type>();
+        let bits: UInt64Array = floats.unary(canonical_bits);
+        self.inner.update_batch(&[Arc::new(bits) as ArrayRef])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.merge_batch(states)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.inner.evaluate()
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.inner.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_bits;
+
+    #[test]
+    fn equal_floats_have_equal_bits() {
+        assert_eq!(canonical_bits(0.0), canonical_bits(-0.0));
+        assert_eq!(canonical_bits(f64::NAN), canonical_bits(-f64::NAN));
+        assert_ne!(canonical_bits(1.0), canonical_bits(-1.0));
     }
 }

@@ -7,13 +7,16 @@
 //! - [`series`]: window functions over a time-ordered series (`derivative`, `rate`, ...).
 //!
 //! - [`postgres`]: `version()` in PostgreSQL's layout, which drivers parse.
-//! - [`approx_distinct`]: DataFusion's HyperLogLog count, extended to tag columns and
-//!   also called `approx_count_distinct`.
+//! - [`approx_distinct`]: DataFusion's HyperLogLog count, extended to tag and float
+//!   columns and also called `approx_count_distinct`.
+//! - [`sum`]: DataFusion's `sum` with PostgreSQL's result types (`bigint` sums into
+//!   `numeric`), so that it never wraps.
 
 pub mod approx_distinct;
 pub mod first_last;
 pub mod postgres;
 pub mod series;
+pub mod sum;
 pub mod time_bucket;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
@@ -47,4 +50,5 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::new_from_impl(
         approx_distinct::ApproxDistinct::new(),
     ));
+    ctx.register_udaf(AggregateUDF::new_from_impl(sum::PostgresSum::new()));
 }

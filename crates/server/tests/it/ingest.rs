@@ -182,3 +182,95 @@ async fn client_hanging_up_mid_body_loses_nothing_acknowledged() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(count(&server, "db", "cpu").await, 1);
 }
+
+#[tokio::test]
+async fn oversized_names_and_strings_are_refused_line_by_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let long_tag = "t".repeat(60 * 1024);
+    let huge_tag = "t".repeat(20 * 1024 * 1024);
+    let long_key = "k".repeat(70 * 1024);
+    let long_string = "s".repeat(1024 * 1024 + 1);
+    let body = format!(
+        "big,host={long_tag} v=1 1\n\
+         big,host={huge_tag} v=2 2\n\
+         big,host=a {long_key}=3 3\n\
+         big,host=a msg=\"{long_string}\" 4\n\
+         big,host=a msg=\"short\" 5"
+    );
+    let (status, text) = server.post("/write?db=db", body).await;
+    assert_eq!(status, 400, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json body");
+    let errors = json["errors"].as_array().expect("errors");
+    let lines: Vec<i64> = errors
+        .iter()
+        .map(|e| e["line"].as_i64().expect("line"))
+        .collect();
+    assert_eq!(lines, vec![2, 3, 4], "{text}");
+    let messages: Vec<&str> = errors
+        .iter()
+        .map(|e| e["message"].as_str().expect("message"))
+        .collect();
+    assert!(
+        messages[0].contains("series key") && messages[0].contains("65536"),
+        "{}",
+        messages[0]
+    );
+    assert!(
+        messages[0].contains("--max-series-key-size"),
+        "{}",
+        messages[0]
+    );
+    assert!(
+        messages[1].contains("field key") && messages[1].len() < 300,
+        "{}",
+        messages[1]
+    );
+    assert!(
+        messages[2].contains("--max-string-field-size"),
+        "{}",
+        messages[2]
+    );
+    assert_eq!(json["lines_written"], 2, "{text}");
+    assert_eq!(count(&server, "db", "big").await, 2);
+
+    // A tighter limit after a restart does not lose lines acknowledged under the old one:
+    // the WAL replays what was written.
+    server.kill9();
+    let server = TestServer::start_with(dir.path(), &["--max-series-key-size", "1KiB"]);
+    assert_eq!(count(&server, "db", "big").await, 2);
+    let (status, text) = server
+        .post(
+            "/write?db=db",
+            format!("big,host={} v=9 9", "x".repeat(2000)),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("1024"), "{text}");
+}
+
+#[tokio::test]
+async fn a_field_written_twice_in_one_line_keeps_the_last_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    server
+        .write("db", "m,host=a v=1,v=2,w=3 1\nm,host=b v=4,v=5 2")
+        .await;
+    let client = server.pg("db").await;
+    let rows = client
+        .query("SELECT v FROM m ORDER BY host", &[])
+        .await
+        .expect("query");
+    let values: Vec<f64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, vec![2.0, 5.0]);
+    // The same after a restart, from the WAL.
+    server.kill9();
+    let server = TestServer::start(dir.path());
+    let client = server.pg("db").await;
+    let rows = client
+        .query("SELECT v FROM m ORDER BY host", &[])
+        .await
+        .expect("query");
+    let values: Vec<f64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, vec![2.0, 5.0]);
+}

@@ -9,6 +9,7 @@ mod compaction;
 mod compat;
 mod crash;
 mod databases;
+mod deep_statements;
 mod delete;
 mod ingest;
 mod query;

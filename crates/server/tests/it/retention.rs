@@ -237,3 +237,72 @@ async fn retention_over_http_and_cli() {
         serde_json::from_str(&list.text().await.expect("body")).expect("JSON");
     assert!(body["databases"][0]["retention_period"].is_null(), "{body}");
 }
+
+#[tokio::test]
+async fn points_a_retention_period_hid_stay_gone_when_it_is_lengthened_or_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path());
+    let admin = server.pg("postgres").await;
+    admin
+        .simple_query("CREATE DATABASE r")
+        .await
+        .expect("create");
+    let now = now();
+    server
+        .write(
+            "r",
+            &format!(
+                "cpu,host=old usage=1 {}\ncpu,host=new usage=2 {}",
+                now - 3 * HOUR,
+                now - 60_000_000_000
+            ),
+        )
+        .await;
+    let client = server.pg("r").await;
+    client
+        .simple_query("ALTER DATABASE r SET RETENTION '1h'")
+        .await
+        .expect("set 1h");
+    assert_eq!(count(&client).await, 1);
+    client
+        .simple_query("ALTER DATABASE r SET RETENTION '7d'")
+        .await
+        .expect("lengthen");
+    assert_eq!(
+        count(&client).await,
+        1,
+        "a longer period brought a hidden point back"
+    );
+    client
+        .simple_query("ALTER DATABASE r SET RETENTION NONE")
+        .await
+        .expect("remove");
+    assert_eq!(
+        count(&client).await,
+        1,
+        "removing the period brought a hidden point back"
+    );
+    // A point older than the final cutoff would never be seen: refused, not swallowed.
+    let (status, text) = server
+        .post(
+            "/write?db=r",
+            format!("cpu,host=late usage=3 {}", now - 2 * HOUR),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("retention"), "{text}");
+    // Newer points are written as before, and the cutoff survives a restart.
+    server
+        .write(
+            "r",
+            &format!("cpu,host=c usage=4 {}", now - 30 * 60_000_000_000),
+        )
+        .await;
+    server.kill9();
+    let server = TestServer::start(dir.path());
+    let client = server.pg("r").await;
+    assert_eq!(
+        hosts(&client, "SELECT host FROM cpu ORDER BY host").await,
+        vec!["c".to_string(), "new".to_string()]
+    );
+}
