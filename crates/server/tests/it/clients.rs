@@ -229,7 +229,7 @@ async fn tokio_postgres_copy_in_and_out() {
     assert_eq!(copied, rows as u64);
     let row = client
         .query_one(
-            "SELECT count(*), sum(v), count(DISTINCT host) FROM bulk",
+            "SELECT count(*), CAST(sum(v) AS bigint), count(DISTINCT host) FROM bulk",
             &[],
         )
         .await
