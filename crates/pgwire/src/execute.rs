@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::errors::api_error;
 use crate::panic_guard::caught_stream;
+use crate::text_output::postgres_text;
 use chronosdb_query::column_names::postgres_column_names;
 use chronosdb_query::newest_buckets::NewestBuckets;
 use chronosdb_query::plan_cache::optimized_inner;
@@ -189,7 +190,10 @@ pub async fn stream_plan<C: ClientInfo + ?Sized>(
     let encoder_fields = fields.clone();
     let rows = batches.flat_map(move |batch: PgWireResult<RecordBatch>| {
         let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-            Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch),
+            Ok(batch) => match postgres_text(batch, &encoder_fields) {
+                Ok(batch) => encode_recordbatch(encoder_fields.clone(), batch),
+                Err(e) => Box::new(std::iter::once(Err(api_error(e.into())))),
+            },
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
         stream::iter(rows)

@@ -18,6 +18,7 @@ mod parameters;
 mod savepoints;
 mod session_control;
 mod sessions;
+mod text_output;
 mod time_zone;
 mod token_commands;
 

@@ -286,19 +286,16 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     assert_eq!(
         rows(fast).await,
         [
-            "2024-01-02 00:00:00.000000 a x 2.0 NULL",
-            "2024-01-01 00:01:40.000000 b x 3.0 31.0",
-            "2023-12-31 23:58:20.000000 c y 4.0 NULL",
+            "2024-01-02 00:00:00 a x 2 NULL",
+            "2024-01-01 00:01:40 b x 3 31",
+            "2023-12-31 23:58:20 c y 4 NULL",
         ]
     );
     assert_eq!(rows(fast).await, rows(full).await);
     let grouped = rows("SELECT host, last(u, time), last(v, time), max(time) FROM cpu WHERE dc = 'x' GROUP BY host ORDER BY host").await;
     assert_eq!(
         grouped,
-        [
-            "a 2.0 NULL 2024-01-02 00:00:00.000000",
-            "b 3.0 31.0 2024-01-01 00:01:40.000000",
-        ]
+        ["a 2 NULL 2024-01-02 00:00:00", "b 3 31 2024-01-01 00:01:40",]
     );
     // Grouped by fewer tags than a series has, with a tag filter that drops the newest
     // series: the filter applies before the newest row of each group is chosen.
@@ -308,10 +305,7 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     .await;
     assert_eq!(
         by_dc,
-        [
-            "x b 2024-01-01 00:01:40.000000",
-            "y c 2023-12-31 23:58:20.000000",
-        ]
+        ["x b 2024-01-01 00:01:40", "y c 2023-12-31 23:58:20",]
     );
     assert_eq!(
         by_dc,
@@ -531,7 +525,7 @@ async fn series_index_narrows_reads_and_answers_as_the_buffer_did() {
     }
     assert_eq!(
         from_buffer[0],
-        ["120 6377940.0 2024-01-01 02:00:00.000000 2024-01-01 02:59:00.000000"]
+        ["120 6377940 2024-01-01 02:00:00 2024-01-01 02:59:00"]
     );
     assert_eq!(from_buffer[6], ["0 NULL NULL NULL"]);
     assert_eq!(from_buffer[11][0].split(' ').next(), Some("5"));
