@@ -97,6 +97,8 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
                 || s.contains("overflow")
             {
                 "22003"
+            } else if is_datetime_syntax(&s) {
+                "22007"
             } else if s.contains("Cast error") || s.contains("Parser error") {
                 "22P02"
             } else {
@@ -106,6 +108,15 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
         DataFusionError::ResourcesExhausted(_) => "53200",
         _ => "XX000",
     }
+}
+
+/// Whether an Arrow error says a string is not a date or timestamp (PostgreSQL's 22007
+/// `invalid_datetime_format`, where other bad input is 22P02).
+fn is_datetime_syntax(message: &str) -> bool {
+    message.contains("Error parsing timestamp")
+        || message.contains("to value of Date32 type")
+        || message.contains("to value of Date64 type")
+        || message.contains("to value of Timestamp(")
 }
 
 /// sqlparser's nesting limit is PostgreSQL's stack-depth error; anything else a syntax error.
