@@ -19,6 +19,7 @@ pub use parquet_reader::LocalFiles;
 pub mod pg_catalog_overrides;
 pub mod physical_reuse;
 pub mod plan_cache;
+pub mod postgres_text;
 pub mod scan_predicates;
 pub mod scan_size;
 pub mod series_match;
@@ -194,6 +195,7 @@ impl QueryEngine {
             .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
             .with_analyzer_rule(Arc::new(delete::DeleteGuard))
             .with_analyzer_rule(Arc::new(checked_arithmetic::CheckedIntegerArithmetic))
+            .with_analyzer_rule(Arc::new(postgres_text::PostgresTextCasts))
             .with_optimizer_rule(Arc::new(last_point::LastPointRule))
             .with_physical_optimizer_rule(Arc::new(scan_predicates::DistinctScanPredicates))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))

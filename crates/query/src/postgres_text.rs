@@ -1,0 +1,312 @@
+//! Values as PostgreSQL's output functions write them, and casts to text that agree.
+//!
+//! DataFusion (and Arrow) write floats and timestamps in Rust's style: `20.0`, `1e20`,
+//! `inf`, `2023-11-14T22:10:00`. PostgreSQL writes `20`, `1e+20`, `Infinity` and
+//! `2023-11-14 22:10:00`, and clients parse what PostgreSQL writes (Java's
+//! `Double.parseDouble` cannot read `inf`). The functions here write PostgreSQL's text;
+//! pgwire's text output uses them for result columns, and [`PostgresTextCasts`], an
+//! analyzer rule, makes `CAST(x AS text)` of a float or timestamp call them too.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDateTime, Timelike};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::arrow::temporal_conversions::{
+    timestamp_ms_to_datetime, timestamp_ns_to_datetime, timestamp_s_to_datetime,
+    timestamp_us_to_datetime,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, exec_err};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// Whether values of `data_type` have a PostgreSQL text form that differs from Arrow's
+/// (and that [`postgres_text_array`] writes).
+pub fn has_postgres_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(_, None)
+    )
+}
+
+/// `column` (of a type [`has_postgres_text`] accepts) as PostgreSQL's text; other
+/// columns are returned as they are.
+pub fn postgres_text_array(column: &ArrayRef) -> ArrayRef {
+    let mut text = StringBuilder::with_capacity(column.len(), column.len() * 12);
+    let mut push = |value: Option<String>| text.append_option(value);
+    match column.data_type() {
+        DataType::Float64 => column
+            .as_primitive::<Float64Type>()
+            .iter()
+            .for_each(|v| push(v.map(float8_text))),
+        DataType::Float32 => column
+            .as_primitive::<Float32Type>()
+            .iter()
+            .for_each(|v| push(v.map(float4_text))),
+        DataType::Timestamp(unit, None) => {
+            let to_datetime: fn(i64) -> Option<NaiveDateTime> = match unit {
+                TimeUnit::Second => timestamp_s_to_datetime,
+                TimeUnit::Millisecond => timestamp_ms_to_datetime,
+                TimeUnit::Microsecond => timestamp_us_to_datetime,
+                TimeUnit::Nanosecond => timestamp_ns_to_datetime,
+            };
+            let values: Box<dyn Iterator<Item = Option<i64>>> = match unit {
+                TimeUnit::Second => Box::new(column.as_primitive::<TimestampSecondType>().iter()),
+                TimeUnit::Millisecond => {
+                    Box::new(column.as_primitive::<TimestampMillisecondType>().iter())
+                }
+                TimeUnit::Microsecond => {
+                    Box::new(column.as_primitive::<TimestampMicrosecondType>().iter())
+                }
+                TimeUnit::Nanosecond => {
+                    Box::new(column.as_primitive::<TimestampNanosecondType>().iter())
+                }
+            };
+            values.for_each(|v| push(v.and_then(to_datetime).map(|t| timestamp_text(&t))));
+        }
+        _ => return column.clone(),
+    }
+    Arc::new(text.finish())
+}
+
+/// Rewrites `CAST(x AS text)` of a float or timestamp into `postgres_text(x)`.
+#[derive(Debug, Default)]
+pub struct PostgresTextCasts;
+
+impl AnalyzerRule for PostgresTextCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(rewrite_node)
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "chronosdb_postgres_text_casts"
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let has_cast = plan.expressions().iter().any(|e| {
+        e.exists(|e| Ok(matches!(e, Expr::Cast(Cast { field, .. }) if is_text(field.data_type()))))
+            .unwrap_or(false)
+    });
+    if !has_cast {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = match &plan {
+        LogicalPlan::TableScan(scan) => scan.projected_schema.as_ref().clone(),
+        plan => merge_schema(&plan.inputs()),
+    };
+    let names = NamePreserver::new(&plan);
+    let rewritten = plan.map_expressions(|expr| {
+        let saved = names.save(&expr);
+        let expr = expr.transform_up(|e| rewrite_expr(e, &schema))?;
+        Ok(expr.update_data(|e| saved.restore(e)))
+    })?;
+    if !rewritten.transformed {
+        return Ok(rewritten);
+    }
+    rewritten.data.recompute_schema().map(Transformed::yes)
+}
+
+fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Cast(Cast { expr: inner, field }) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if !is_text(field.data_type()) || !has_postgres_text(&inner.get_type(schema)?) {
+        return Ok(Transformed::no(Expr::Cast(Cast { expr: inner, field })));
+    }
+    let udf = ScalarUDF::new_from_impl(PostgresText::new());
+    let text = Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![*inner]));
+    Ok(Transformed::yes(if field.data_type() == &DataType::Utf8 {
+        text
+    } else {
+        Expr::Cast(Cast {
+            expr: Box::new(text),
+            field,
+        })
+    }))
+}
+
+/// `postgres_text(x)`: a float or timestamp as PostgreSQL's text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PostgresText {
+    signature: Signature,
+}
+
+impl PostgresText {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PostgresText {
+    fn name(&self) -> &str {
+        "postgres_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("postgres_text takes one argument");
+        };
+        match value {
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(postgres_text_array(array))),
+            ColumnarValue::Scalar(scalar) => {
+                let array = postgres_text_array(&scalar.to_array()?);
+                Ok(ColumnarValue::Scalar(
+                    datafusion::common::ScalarValue::try_from_array(&array, 0)?,
+                ))
+            }
+        }
+    }
+}
+
+/// A `float8` as PostgreSQL writes it: the shortest digits that read back to the same
+/// value, in positional notation for decimal exponents from -4 to 14 and as `1.5e+20` /
+/// `1e-07` beyond; `Infinity`, `-Infinity`, `NaN`.
+pub fn float8_text(value: f64) -> String {
+    float_text(value, format!("{value:e}"), 15)
+}
+
+/// A `float4` as PostgreSQL writes it (as [`float8_text`], positional up to exponent 5).
+pub fn float4_text(value: f32) -> String {
+    float_text(f64::from(value), format!("{value:e}"), 6)
+}
+
+fn float_text(value: f64, shortest: String, positional_below: i32) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    // `shortest` is Rust's shortest round-trip form, `-1.5e-7`.
+    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if value == 0.0 {
+        return mantissa.into();
+    }
+    if !(-4..positional_below).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs());
+    }
+    let (negative, unsigned) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let digits: String = unsigned.chars().filter(|c| *c != '.').collect();
+    let mut text = String::with_capacity(digits.len() + 8);
+    if negative {
+        text.push('-');
+    }
+    if exponent < 0 {
+        text.push_str("0.");
+        text.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+        text.push_str(&digits);
+    } else {
+        let whole = exponent as usize + 1;
+        if digits.len() <= whole {
+            text.push_str(&digits);
+            text.extend(std::iter::repeat_n('0', whole - digits.len()));
+        } else {
+            text.push_str(&digits[..whole]);
+            text.push('.');
+            text.push_str(&digits[whole..]);
+        }
+    }
+    text
+}
+
+/// A `timestamp` as PostgreSQL writes it: `2023-11-14 22:10:00`, the fraction only when
+/// there is one, its trailing zeros trimmed (`…:00.5`).
+pub fn timestamp_text(time: &NaiveDateTime) -> String {
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let nanos = time.nanosecond() % 1_000_000_000;
+    if nanos != 0 {
+        let fraction = format!("{nanos:09}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_postgresql_prints_them() {
+        for (value, text) in [
+            (20.0, "20"),
+            (3.0, "3"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e20, "1e+20"),
+            (1e-7, "1e-07"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (1e14, "100000000000000"),
+            (1e15, "1e+15"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (f64::NAN, "NaN"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(float8_text(value), text, "{value:?}");
+        }
+        assert_eq!(float4_text(1234567.0), "1.234567e+06");
+        assert_eq!(float4_text(123456.7), "123456.7");
+        assert_eq!(float4_text(0.1), "0.1");
+    }
+
+    #[test]
+    fn timestamps_trim_their_fraction() {
+        let at = |nanos: i64| timestamp_ns_to_datetime(1_700_000_000_000_000_000 + nanos).unwrap();
+        assert_eq!(timestamp_text(&at(0)), "2023-11-14 22:13:20");
+        assert_eq!(timestamp_text(&at(500_000_000)), "2023-11-14 22:13:20.5");
+        assert_eq!(
+            timestamp_text(&at(123_456_000)),
+            "2023-11-14 22:13:20.123456"
+        );
+        assert_eq!(timestamp_text(&at(1)), "2023-11-14 22:13:20.000000001");
+    }
+}
