@@ -15,16 +15,16 @@ use datafusion::arrow::compute::kernels::numeric::{add, mul, sub};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::expr_rewrite::rewrite_node_expressions;
 
 /// Rewrites integer `+`, `-`, `*` into their checked forms (see the module comment).
 #[derive(Debug, Default)]
@@ -42,27 +42,11 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 }
 
 fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let has_arithmetic = plan.expressions().iter().any(|e| {
-        e.exists(|e| Ok(matches!(e, Expr::BinaryExpr(b) if checked_op(b.op).is_some())))
-            .unwrap_or(false)
-    });
-    if !has_arithmetic {
-        return Ok(Transformed::no(plan));
-    }
-    let schema = match &plan {
-        LogicalPlan::TableScan(scan) => scan.projected_schema.as_ref().clone(),
-        plan => merge_schema(&plan.inputs()),
-    };
-    let names = NamePreserver::new(&plan);
-    let rewritten = plan.map_expressions(|expr| {
-        let saved = names.save(&expr);
-        let expr = expr.transform_up(|e| rewrite_expr(e, &schema))?;
-        Ok(expr.update_data(|e| saved.restore(e)))
-    })?;
-    if !rewritten.transformed {
-        return Ok(rewritten);
-    }
-    rewritten.data.recompute_schema().map(Transformed::yes)
+    rewrite_node_expressions(
+        plan,
+        |e| matches!(e, Expr::BinaryExpr(b) if checked_op(b.op).is_some()),
+        rewrite_expr,
+    )
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

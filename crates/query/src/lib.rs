@@ -8,6 +8,7 @@ pub mod column_names;
 pub mod copy;
 pub mod databases;
 pub mod delete;
+mod expr_rewrite;
 pub mod functions;
 pub mod gapfill;
 pub mod information_schema;

@@ -20,16 +20,16 @@ use datafusion::arrow::temporal_conversions::{
     timestamp_us_to_datetime,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, exec_err};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::expr_rewrite::rewrite_node_expressions;
 
 /// Whether values of `data_type` have a PostgreSQL text form that differs from Arrow's
 /// (and that [`postgres_text_array`] writes).
@@ -103,27 +103,11 @@ fn is_text(data_type: &DataType) -> bool {
 }
 
 fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let has_cast = plan.expressions().iter().any(|e| {
-        e.exists(|e| Ok(matches!(e, Expr::Cast(Cast { field, .. }) if is_text(field.data_type()))))
-            .unwrap_or(false)
-    });
-    if !has_cast {
-        return Ok(Transformed::no(plan));
-    }
-    let schema = match &plan {
-        LogicalPlan::TableScan(scan) => scan.projected_schema.as_ref().clone(),
-        plan => merge_schema(&plan.inputs()),
-    };
-    let names = NamePreserver::new(&plan);
-    let rewritten = plan.map_expressions(|expr| {
-        let saved = names.save(&expr);
-        let expr = expr.transform_up(|e| rewrite_expr(e, &schema))?;
-        Ok(expr.update_data(|e| saved.restore(e)))
-    })?;
-    if !rewritten.transformed {
-        return Ok(rewritten);
-    }
-    rewritten.data.recompute_schema().map(Transformed::yes)
+    rewrite_node_expressions(
+        plan,
+        |e| matches!(e, Expr::Cast(Cast { field, .. }) if is_text(field.data_type())),
+        rewrite_expr,
+    )
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
