@@ -15,7 +15,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 
-/// `batch` with each text-format float and time-zone-less timestamp column replaced by
+/// `batch` with each text-format float and timestamp column replaced by
 /// the text PostgreSQL writes for it.
 pub fn postgres_text(batch: RecordBatch, fields: &[FieldInfo]) -> Result<RecordBatch, ArrowError> {
     let schema = batch.schema();

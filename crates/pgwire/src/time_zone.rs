@@ -7,8 +7,6 @@
 //! match), in the simple protocol when it runs the statement. Other sessions and
 //! statements are left to the default path.
 
-use std::sync::Arc;
-
 use crate::errors::api_error;
 use async_trait::async_trait;
 use chronosdb_query::time_zone::{in_time_zone, is_utc};
@@ -19,7 +17,6 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion_postgres::QueryHook;
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
@@ -28,7 +25,6 @@ use pgwire::api::results::Tag;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::types::format::FormatOptions;
 
 /// The connection metadata key `datafusion-postgres` stores `SET TIME ZONE` under.
 const TIME_ZONE_KEY: &str = "timezone";
@@ -120,12 +116,8 @@ impl QueryHook for SessionTimeZoneHook {
         let zone = session_zone(client)?;
         let result = async {
             let plan = plan_in_zone(statement, context, &zone).await?;
-            let frame = context
-                .execute_logical_plan(plan)
-                .await
-                .map_err(api_error)?;
-            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-            let response = encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
+            let response =
+                crate::execute::stream_plan(&*client, context, plan, &Format::UnifiedText).await?;
             Ok(Response::Query(response))
         }
         .await;

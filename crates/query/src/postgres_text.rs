@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDateTime, Offset, TimeZone, Timelike};
+use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType,
@@ -36,7 +37,7 @@ use crate::expr_rewrite::rewrite_node_expressions;
 pub fn has_postgres_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(_, None)
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
     )
 }
 
@@ -54,7 +55,8 @@ pub fn postgres_text_array(column: &ArrayRef) -> ArrayRef {
             .as_primitive::<Float32Type>()
             .iter()
             .for_each(|v| push(v.map(float4_text))),
-        DataType::Timestamp(unit, None) => {
+        DataType::Timestamp(unit, zone) => {
+            let zone: Option<Tz> = zone.as_deref().and_then(|z| z.parse().ok());
             let to_datetime: fn(i64) -> Option<NaiveDateTime> = match unit {
                 TimeUnit::Second => timestamp_s_to_datetime,
                 TimeUnit::Millisecond => timestamp_ms_to_datetime,
@@ -73,7 +75,12 @@ pub fn postgres_text_array(column: &ArrayRef) -> ArrayRef {
                     Box::new(column.as_primitive::<TimestampNanosecondType>().iter())
                 }
             };
-            values.for_each(|v| push(v.and_then(to_datetime).map(|t| timestamp_text(&t))));
+            values.for_each(|v| {
+                push(v.and_then(to_datetime).map(|t| match &zone {
+                    None => timestamp_text(&t),
+                    Some(zone) => timestamptz_text(&t, zone),
+                }))
+            });
         }
         _ => return column.clone(),
     }
@@ -228,6 +235,23 @@ fn float_text(value: f64, shortest: String, positional_below: i32) -> String {
     text
 }
 
+/// A `timestamptz` (the UTC instant `utc`) as PostgreSQL writes it in the session's
+/// `zone`: local time, then the offset in hours (`+01`), with minutes when it has them
+/// (`+05:30`).
+pub fn timestamptz_text(utc: &NaiveDateTime, zone: &Tz) -> String {
+    let offset = zone.offset_from_utc_datetime(utc).fix().local_minus_utc();
+    let local = *utc + chrono::TimeDelta::seconds(i64::from(offset));
+    let mut text = timestamp_text(&local);
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs();
+    text.push(sign);
+    text.push_str(&format!("{:02}", offset / 3600));
+    if !offset.is_multiple_of(3600) {
+        text.push_str(&format!(":{:02}", offset % 3600 / 60));
+    }
+    text
+}
+
 /// A `timestamp` as PostgreSQL writes it: `2023-11-14 22:10:00`, the fraction only when
 /// there is one, its trailing zeros trimmed (`…:00.5`).
 pub fn timestamp_text(time: &NaiveDateTime) -> String {
@@ -292,5 +316,17 @@ mod tests {
             "2023-11-14 22:13:20.123456"
         );
         assert_eq!(timestamp_text(&at(1)), "2023-11-14 22:13:20.000000001");
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(timestamptz_text(&at(0), &berlin), "2023-11-14 23:13:20+01");
+        let kolkata: Tz = "+05:30".parse().unwrap();
+        assert_eq!(
+            timestamptz_text(&at(0), &kolkata),
+            "2023-11-15 03:43:20+05:30"
+        );
+        let utc: Tz = "UTC".parse().unwrap();
+        assert_eq!(
+            timestamptz_text(&at(500_000_000), &utc),
+            "2023-11-14 22:13:20.5+00"
+        );
     }
 }
