@@ -67,9 +67,12 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
     let text = root.to_string();
     match root {
         DataFusionError::SQL(e, _) => parser_sqlstate(e),
+        DataFusionError::NotImplemented(msg) if msg.starts_with("Unsupported SQL type") => "42704",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::SchemaError(..) => {
-            if text.contains("No field named") || text.contains("not found") {
+            if text.contains("Ambiguous reference") {
+                "42702"
+            } else if text.contains("No field named") || text.contains("not found") {
                 "42703"
             } else {
                 "42P01"
@@ -78,16 +81,48 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
         DataFusionError::Plan(msg) => {
             if msg.contains("table") && msg.contains("not found") {
                 "42P01"
-            } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+            } else if msg.contains("Invalid function")
+                || msg.contains("No function matches")
+                || msg.contains("Cannot coerce arithmetic expression")
+            {
+                // PostgreSQL's "function/operator does not exist".
                 "42883"
-            } else if msg.contains("Cannot infer common") || msg.contains("Cannot coerce") {
+            } else if msg.contains("Cannot infer common")
+                || msg.contains("Cannot coerce")
+                || msg.contains("non-boolean predicate")
+            {
                 "42804"
+            } else if msg.contains("must appear in the GROUP BY clause") {
+                "42803"
+            } else if msg.contains("Order by column out of bounds") {
+                "42P10"
+            } else if msg.contains("queries have different number of columns") {
+                "42601"
+            } else if msg.contains("Projections require unique expression names") {
+                // Only reached inside a subquery; PostgreSQL allows the names and refuses
+                // the reference to them as ambiguous.
+                "42702"
+            } else if msg.starts_with("LIMIT must be >= 0") {
+                "2201W"
+            } else if msg.starts_with("OFFSET must be >= 0") {
+                "2201X"
             } else {
                 "42000"
             }
         }
         // `checked_arithmetic`'s "bigint out of range", as PostgreSQL words it.
         DataFusionError::Execution(msg) if msg.ends_with(" out of range") => "22003",
+        DataFusionError::Execution(msg) if msg.ends_with("division by zero") => "22012",
+        DataFusionError::Execution(msg)
+            if msg.starts_with("Unsupported date_trunc granularity")
+                || (msg.starts_with("Date part '") && msg.ends_with("not supported")) =>
+        {
+            "22023"
+        }
+        DataFusionError::Execution(msg) if msg.contains("square root of a negative number") => {
+            "2201F"
+        }
+        DataFusionError::Execution(msg) if msg.contains("logarithm of ") => "2201E",
         DataFusionError::ArrowError(e, _) => {
             let s = e.to_string();
             if s.contains("Divide by zero") {
@@ -95,9 +130,12 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
             } else if cast_out_of_range(&s).is_some()
                 || s.contains("Overflow")
                 || s.contains("overflow")
+                || integer_text_out_of_range(&s)
             {
                 "22003"
-            } else if is_datetime_syntax(&s) {
+            } else if date_field_out_of_range(&s) {
+                "22008"
+            } else if is_datetime_syntax(&s) || s.contains("syntax for type interval") {
                 "22007"
             } else if s.contains("Cast error") || s.contains("Parser error") {
                 "22P02"
@@ -117,6 +155,37 @@ fn is_datetime_syntax(message: &str) -> bool {
         || message.contains("to value of Date32 type")
         || message.contains("to value of Date64 type")
         || message.contains("to value of Timestamp(")
+}
+
+/// The string an Arrow cast error says it could not cast to `target` (`Cannot cast
+/// string '…' to value of Int64 type`).
+fn uncastable_string<'a>(message: &'a str, target: &str) -> Option<&'a str> {
+    let (_, rest) = message.split_once("Cannot cast string '")?;
+    let (value, rest) = rest.rsplit_once("' to value of ")?;
+    rest.starts_with(target).then_some(value)
+}
+
+/// Whether an Arrow error refuses a string of digits as an integer: it is too large
+/// (PostgreSQL's 22003 "value … is out of range for type bigint", not 22P02).
+fn integer_text_out_of_range(message: &str) -> bool {
+    ["Int16", "Int32", "Int64"].iter().any(|target| {
+        uncastable_string(message, target).is_some_and(|value| {
+            let digits = value.trim().trim_start_matches(['-', '+']);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
+/// Whether an Arrow error refuses a well-formed `YYYY-MM-DD` whose month or day does not
+/// exist (PostgreSQL's 22008 "date/time field value out of range").
+fn date_field_out_of_range(message: &str) -> bool {
+    uncastable_string(message, "Date32").is_some_and(|value| {
+        let parts: Vec<&str> = value.trim().split('-').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// sqlparser's nesting limit is PostgreSQL's stack-depth error; anything else a syntax error.
@@ -165,6 +234,22 @@ mod tests {
         assert_eq!(sqlstate(&e), "42P01");
         let e = DataFusionError::NotImplemented("x".into());
         assert_eq!(sqlstate(&e), "0A000");
+        let cast = |message: &str| {
+            DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::CastError(
+                    message.into(),
+                )),
+                None,
+            )
+        };
+        let e = cast("Cannot cast string '99999999999999999999' to value of Int64 type");
+        assert_eq!(sqlstate(&e), "22003");
+        let e = cast("Cannot cast string '12x' to value of Int64 type");
+        assert_eq!(sqlstate(&e), "22P02");
+        let e = cast("Cannot cast string '2024-13-01' to value of Date32 type");
+        assert_eq!(sqlstate(&e), "22008");
+        let e = cast("Cannot cast string 'soon' to value of Date32 type");
+        assert_eq!(sqlstate(&e), "22007");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Integer `+`, `-` and `*` that fail on overflow, as PostgreSQL's do.
+//! Arithmetic that fails or rounds as PostgreSQL's does: integer `+`, `-` and `*` that
+//! fail on overflow, float division that fails on a zero divisor, and float-to-integer
+//! casts and `round(float)` that round half to even.
 //!
 //! DataFusion's arithmetic on integers wraps (`9223372036854775807 + 1` gives
 //! `-9223372036854775808`): a silent wrong answer. PostgreSQL refuses with SQLSTATE 22003,
@@ -6,21 +8,28 @@
 //! coercion, that replaces each integer `+`, `-` and `*` with a function computing it with
 //! arrow's checked kernels; an output keeps the name it had. A constant that overflows is
 //! left for execution by the simplifier, so the statement fails when it runs, with the
-//! error below. Floats, decimals, times and intervals are untouched.
+//! error below.
+//!
+//! PostgreSQL also refuses `float8 / 0` ("division by zero", 22012) where IEEE arithmetic
+//! gives `Infinity`, and rounds a float to an integer (in a cast and in `round(float8)`)
+//! with `rint`, half to even (`2.5` → 2, `3.5` → 4); DataFusion truncates in casts and
+//! rounds half away from zero. Decimals, times and intervals are untouched.
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{ArrayRef, Datum};
-use datafusion::arrow::compute::kernels::numeric::{add, mul, sub};
+use datafusion::arrow::compute::kernels::numeric::{add, div, mul, sub};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{Float32Type, Float64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -44,12 +53,28 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     rewrite_node_expressions(
         plan,
-        |e| matches!(e, Expr::BinaryExpr(b) if checked_op(b.op).is_some()),
+        |e| match e {
+            Expr::BinaryExpr(b) => checked_op(b.op).is_some(),
+            Expr::Cast(cast) => is_integer(cast.field.data_type()),
+            Expr::ScalarFunction(f) => f.name() == "round" && f.args.len() == 1,
+            _ => false,
+        },
         rewrite_expr,
     )
 }
 
 fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let expr = match expr {
+        Expr::Cast(cast) => return round_before_integer_cast(cast, schema),
+        Expr::ScalarFunction(f) if f.name() == "round" && f.args.len() == 1 => {
+            let float = is_float(&f.args[0].get_type(schema)?);
+            return Ok(match float {
+                true => Transformed::yes(round_half_even(f.args.into_iter().next())),
+                false => Transformed::no(Expr::ScalarFunction(f)),
+            });
+        }
+        expr => expr,
+    };
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
         return Ok(Transformed::no(expr));
     };
@@ -62,7 +87,11 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     };
     let left_type = result_type(&left, schema)?;
     let right_type = result_type(&right, schema)?;
-    if !(is_integer(&left_type) && left_type == right_type) {
+    let applies = match checked {
+        CheckedOp::Divide => is_float(&left_type),
+        _ => is_integer(&left_type),
+    };
+    if !(applies && left_type == right_type) {
         return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
             left,
             op,
@@ -83,13 +112,38 @@ fn result_type(expr: &Expr, schema: &DFSchema) -> Result<DataType> {
     while let Expr::ScalarFunction(ScalarFunction { func, args }) = expr
         && matches!(
             func.name(),
-            "checked_add" | "checked_subtract" | "checked_multiply"
+            "checked_add" | "checked_subtract" | "checked_multiply" | "checked_divide"
         )
         && let Some(first) = args.first()
     {
         expr = first;
     }
     expr.get_type(schema)
+}
+
+/// `CAST(x AS int)` of a float `x` as `CAST(rint(x) AS int)`.
+fn round_before_integer_cast(cast: Cast, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    if !is_float(&cast.expr.get_type(schema)?) {
+        return Ok(Transformed::no(Expr::Cast(cast)));
+    }
+    let Cast { expr, field } = cast;
+    Ok(Transformed::yes(Expr::Cast(Cast {
+        expr: Box::new(round_half_even(Some(*expr))),
+        field,
+    })))
+}
+
+/// `rint(x)`: `x` rounded to the nearest integer, half to even.
+fn round_half_even(arg: Option<Expr>) -> Expr {
+    let udf = ScalarUDF::new_from_impl(RoundHalfEven::default());
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(udf),
+        arg.into_iter().collect(),
+    ))
+}
+
+fn is_float(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Float32 | DataType::Float64)
 }
 
 fn is_integer(data_type: &DataType) -> bool {
@@ -112,6 +166,8 @@ enum CheckedOp {
     Add,
     Subtract,
     Multiply,
+    /// Float division, refused when a divisor is zero.
+    Divide,
 }
 
 fn checked_op(op: Operator) -> Option<CheckedOp> {
@@ -119,6 +175,7 @@ fn checked_op(op: Operator) -> Option<CheckedOp> {
         Operator::Plus => Some(CheckedOp::Add),
         Operator::Minus => Some(CheckedOp::Subtract),
         Operator::Multiply => Some(CheckedOp::Multiply),
+        Operator::Divide => Some(CheckedOp::Divide),
         _ => None,
     }
 }
@@ -145,6 +202,7 @@ impl ScalarUDFImpl for CheckedArithmetic {
             CheckedOp::Add => "checked_add",
             CheckedOp::Subtract => "checked_subtract",
             CheckedOp::Multiply => "checked_multiply",
+            CheckedOp::Divide => "checked_divide",
         }
     }
 
@@ -165,12 +223,16 @@ impl ScalarUDFImpl for CheckedArithmetic {
             (left, right),
             (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
         );
+        if self.op == CheckedOp::Divide && has_zero(right) {
+            return exec_err!("division by zero");
+        }
         let left = datum(left)?;
         let right = datum(right)?;
         let result = match self.op {
             CheckedOp::Add => add(left.as_ref(), right.as_ref()),
             CheckedOp::Subtract => sub(left.as_ref(), right.as_ref()),
             CheckedOp::Multiply => mul(left.as_ref(), right.as_ref()),
+            CheckedOp::Divide => div(left.as_ref(), right.as_ref()),
         };
         let array = match result {
             Ok(array) => array,
@@ -185,6 +247,81 @@ impl ScalarUDFImpl for CheckedArithmetic {
             )?))
         } else {
             Ok(ColumnarValue::Array(array))
+        }
+    }
+}
+
+/// Whether a float divisor holds a zero (a null is no zero: `x / NULL` is NULL).
+fn has_zero(divisor: &ColumnarValue) -> bool {
+    match divisor {
+        ColumnarValue::Scalar(ScalarValue::Float64(Some(v))) => *v == 0.0,
+        ColumnarValue::Scalar(ScalarValue::Float32(Some(v))) => *v == 0.0,
+        ColumnarValue::Scalar(_) => false,
+        ColumnarValue::Array(array) => match array.data_type() {
+            DataType::Float64 => array
+                .as_primitive::<Float64Type>()
+                .iter()
+                .any(|v| v == Some(0.0)),
+            DataType::Float32 => array
+                .as_primitive::<Float32Type>()
+                .iter()
+                .any(|v| v == Some(0.0)),
+            _ => false,
+        },
+    }
+}
+
+/// `rint(x)`: a float rounded to the nearest integer, half to even, as PostgreSQL rounds
+/// floats in `round(float8)` and in casts to integers.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RoundHalfEven {
+    signature: Signature,
+}
+
+impl Default for RoundHalfEven {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RoundHalfEven {
+    fn name(&self) -> &str {
+        "rint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Float64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("rint takes one argument");
+        };
+        let array = value.to_array(1)?;
+        let rounded: ArrayRef = match array.data_type() {
+            DataType::Float64 => Arc::new(
+                array
+                    .as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round_ties_even),
+            ) as ArrayRef,
+            DataType::Float32 => Arc::new(
+                array
+                    .as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::round_ties_even),
+            ),
+            other => return exec_err!("rint of {other} is not supported"),
+        };
+        match value {
+            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &rounded, 0,
+            )?)),
+            ColumnarValue::Array(_) => Ok(ColumnarValue::Array(rounded)),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! `FigureColname` would. Only the names sent to the client change, not the plan (whose
 //! names DataFusion requires to be distinct).
 
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 
 /// PostgreSQL's name for the column an aggregate or window output was given by
 /// DataFusion (`max(cpu.usage_user)` → `max`), or `?column?`.
@@ -38,15 +39,32 @@ fn postgres_name(expr: &Expr, name: &str) -> Option<String> {
         // a user's alias rarely holds parentheses.
         Expr::Alias(alias) if alias.name.contains('(') => name_of_output(&alias.name),
         Expr::Alias(_) => return None,
+        Expr::Column(c) if c.name.contains(DUPLICATE_MARK) => c
+            .name
+            .split_once(DUPLICATE_MARK)
+            .map_or(c.name.clone(), |(name, _)| name.to_string()),
         Expr::Column(c) if c.relation.is_some() => return None,
         Expr::Column(c) if !c.name.contains('(') => return None,
         Expr::Column(c) => name_of_output(&c.name),
+        Expr::ScalarFunction(f) if f.name() == "make_array" => "array".into(),
         Expr::ScalarFunction(f) => f.name().to_string(),
+        // `INTERVAL '1 day'` is a typed literal, named after its type as PostgreSQL names
+        // `interval '1 day'`; other constants are `?column?`.
+        Expr::Literal(value, _) if matches!(value.data_type(), DataType::Interval(_)) => {
+            "interval".into()
+        }
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(f) => f.fun.name().to_string(),
+        // A cast is named after what it casts if that has a name, else after its type
+        // (`CAST(1 + 1 AS int)` is `int4`), as PostgreSQL names a `TypeCast`.
         Expr::Cast(cast) => match cast.expr.as_ref() {
             Expr::Column(c) => c.name.clone(),
-            inner => postgres_name(inner, name).unwrap_or_else(|| "?column?".into()),
+            inner => match postgres_name(inner, name) {
+                Some(inner_name) if inner_name != "?column?" => inner_name,
+                _ if matches!(inner, Expr::Alias(_) | Expr::Column(_)) => return None,
+                _ => postgres_type_name(cast.field.data_type())
+                    .map_or_else(|| "?column?".into(), str::to_string),
+            },
         },
         Expr::TryCast(cast) => match cast.expr.as_ref() {
             Expr::Column(c) => c.name.clone(),
@@ -58,15 +76,63 @@ fn postgres_name(expr: &Expr, name: &str) -> Option<String> {
     (renamed != name).then_some(renamed)
 }
 
-/// The expressions of the projection that makes `plan`'s output, looking through the
-/// sorts and limits above it.
-fn output_exprs(plan: &LogicalPlan) -> Option<&[Expr]> {
+/// PostgreSQL's name of a type, as a cast to it is named (`int4`, `float8`, `timestamp`).
+fn postgres_type_name(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
+        DataType::Boolean => "bool",
+        DataType::Int8 | DataType::Int16 => "int2",
+        DataType::Int32 => "int4",
+        DataType::Int64 => "int8",
+        DataType::Float32 => "float4",
+        DataType::Float64 => "float8",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(_, None) => "timestamp",
+        DataType::Timestamp(_, Some(_)) => "timestamptz",
+        DataType::Interval(_) => "interval",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        _ => return None,
+    })
+}
+
+/// The projection below the sorts and limits above it.
+fn projection_below(plan: &LogicalPlan) -> Option<&Projection> {
     match plan {
-        LogicalPlan::Projection(p) => Some(&p.expr),
-        LogicalPlan::Sort(s) => output_exprs(&s.input),
-        LogicalPlan::Limit(l) => output_exprs(&l.input),
+        LogicalPlan::Projection(p) => Some(p),
+        LogicalPlan::Sort(s) => projection_below(&s.input),
+        LogicalPlan::Limit(l) => projection_below(&l.input),
         _ => None,
     }
+}
+
+/// The expressions that make `plan`'s output. When the outermost projection only picks
+/// columns of another projection below a sort (`SELECT NOT b … ORDER BY time` keeps
+/// `time` in the inner projection for the sort and drops it above), the inner
+/// expressions that those columns name.
+fn output_exprs(plan: &LogicalPlan) -> Option<Vec<Expr>> {
+    let outer = projection_below(plan)?;
+    let picks_columns = outer.expr.iter().all(|e| matches!(e, Expr::Column(_)));
+    let inner = match outer.input.as_ref() {
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) if picks_columns => {
+            projection_below(&outer.input)
+        }
+        _ => None,
+    };
+    let Some(inner) = inner else {
+        return Some(outer.expr.clone());
+    };
+    let inner_schema = inner.schema.clone();
+    outer
+        .expr
+        .iter()
+        .map(|e| {
+            let Expr::Column(column) = e else {
+                return None;
+            };
+            let index = inner_schema.maybe_index_of_column(column)?;
+            inner.expr.get(index).cloned()
+        })
+        .collect()
 }
 
 /// The names PostgreSQL would give `plan`'s output columns, or `None` when they are the

@@ -1,8 +1,9 @@
 //! Values as PostgreSQL's output functions write them, and casts to text that agree.
 //!
-//! DataFusion (and Arrow) write floats and timestamps in Rust's style: `20.0`, `1e20`,
-//! `inf`, `2023-11-14T22:10:00`. PostgreSQL writes `20`, `1e+20`, `Infinity` and
-//! `2023-11-14 22:10:00`, and clients parse what PostgreSQL writes (Java's
+//! DataFusion (and Arrow) write floats, timestamps and intervals in Rust's style: `20.0`,
+//! `1e20`, `inf`, `2023-11-14T22:10:00`, `00:00:01.500000`, `2 days 3 hours`. PostgreSQL
+//! writes `20`, `1e+20`, `Infinity`, `2023-11-14 22:10:00`, `00:00:01.5` and
+//! `2 days 03:00:00`, and clients parse what PostgreSQL writes (Java's
 //! `Double.parseDouble` cannot read `inf`). The functions here write PostgreSQL's text;
 //! pgwire's text output uses them for result columns, and [`PostgresTextCasts`], an
 //! analyzer rule, makes `CAST(x AS text)` of a float or timestamp call them too.
@@ -13,8 +14,9 @@ use chrono::{Datelike, NaiveDateTime, Offset, TimeZone, Timelike};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use datafusion::arrow::temporal_conversions::{
     timestamp_ms_to_datetime, timestamp_ns_to_datetime, timestamp_s_to_datetime,
@@ -37,7 +39,10 @@ use crate::expr_rewrite::rewrite_node_expressions;
 pub fn has_postgres_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
+        DataType::Float32
+            | DataType::Float64
+            | DataType::Timestamp(..)
+            | DataType::Interval(IntervalUnit::MonthDayNano)
     )
 }
 
@@ -82,6 +87,10 @@ pub fn postgres_text_array(column: &ArrayRef) -> ArrayRef {
                 }))
             });
         }
+        DataType::Interval(IntervalUnit::MonthDayNano) => column
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .iter()
+            .for_each(|v| push(v.map(|v| interval_text(v.months, v.days, v.nanoseconds)))),
         _ => return column.clone(),
     }
     Arc::new(text.finish())
@@ -252,6 +261,58 @@ pub fn timestamptz_text(utc: &NaiveDateTime, zone: &Tz) -> String {
     text
 }
 
+/// An `interval` as PostgreSQL writes it (`IntervalStyle` `postgres`): years, months and
+/// days as words (`1 year 2 mons`, `-1 days`), then the time as `[-]HH:MM:SS[.fraction]`
+/// when there is one or nothing else (`1 day 02:03:04`, `00:00:00`); a field after a
+/// negative one gets an explicit `+`.
+pub fn interval_text(months: i32, days: i32, nanoseconds: i64) -> String {
+    let mut text = String::new();
+    let mut is_before = false;
+    let mut part = |value: i64, unit: &str| {
+        if value == 0 {
+            return;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        if is_before && value > 0 {
+            text.push('+');
+        }
+        text.push_str(&format!(
+            "{value} {unit}{}",
+            if value == 1 { "" } else { "s" }
+        ));
+        is_before = value < 0;
+    };
+    part(i64::from(months / 12), "year");
+    part(i64::from(months % 12), "mon");
+    part(i64::from(days), "day");
+    if text.is_empty() || nanoseconds != 0 {
+        let minus = nanoseconds < 0;
+        let total = nanoseconds.unsigned_abs();
+        let (seconds, fraction) = (total / 1_000_000_000, total % 1_000_000_000);
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        if minus {
+            text.push('-');
+        } else if is_before {
+            text.push('+');
+        }
+        text.push_str(&format!(
+            "{:02}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        ));
+        if fraction != 0 {
+            text.push('.');
+            text.push_str(format!("{fraction:09}").trim_end_matches('0'));
+        }
+    }
+    text
+}
+
 /// A `timestamp` as PostgreSQL writes it: `2023-11-14 22:10:00`, the fraction only when
 /// there is one, its trailing zeros trimmed (`…:00.5`).
 pub fn timestamp_text(time: &NaiveDateTime) -> String {
@@ -304,6 +365,21 @@ mod tests {
         assert_eq!(float4_text(1234567.0), "1.234567e+06");
         assert_eq!(float4_text(123456.7), "123456.7");
         assert_eq!(float4_text(0.1), "0.1");
+    }
+
+    #[test]
+    fn intervals_print_as_postgresql_prints_them() {
+        const HOUR: i64 = 3_600_000_000_000;
+        assert_eq!(interval_text(0, 1, 0), "1 day");
+        assert_eq!(interval_text(0, 0, 2 * HOUR), "02:00:00");
+        assert_eq!(interval_text(0, 0, 1_500_000_000), "00:00:01.5");
+        assert_eq!(interval_text(0, 2, 3 * HOUR), "2 days 03:00:00");
+        assert_eq!(interval_text(14, 0, 0), "1 year 2 mons");
+        assert_eq!(interval_text(0, -1, 0), "-1 days");
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(interval_text(0, 0, 25 * HOUR), "25:00:00");
+        assert_eq!(interval_text(0, -1, HOUR), "-1 days +01:00:00");
+        assert_eq!(interval_text(0, 1, -HOUR), "1 day -01:00:00");
     }
 
     #[test]

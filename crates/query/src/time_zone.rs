@@ -4,14 +4,50 @@
 //! other than UTC (`SET TIME ZONE 'Europe/Berlin'`), the front end wraps each query's plan
 //! with [`in_time_zone`]: every timestamp column of the result becomes the same instant in
 //! that zone (a `timestamptz`), so it prints as `2024-01-01 01:00:00+01`, as PostgreSQL
-//! prints a `timestamptz` in the session's zone.
+//! prints a `timestamptz` in the session's zone. A cast of a timestamp to text inside the
+//! query (`CAST(time AS text)`) writes the same local time and offset.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, plan_err};
-use datafusion::logical_expr::{Cast, Expr, LogicalPlan, Projection};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result, plan_err};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, Projection};
+
+use crate::expr_rewrite::rewrite_node_expressions;
+
+fn is_text_cast(expr: &Expr) -> bool {
+    matches!(expr, Expr::Cast(cast) if matches!(
+        cast.field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ))
+}
+
+/// `CAST(t AS text)` of a naive (UTC) timestamp `t` as `CAST(t AT zone AS text)`.
+fn text_in_zone(expr: Expr, schema: &DFSchema, zone: &str) -> Result<Transformed<Expr>> {
+    if !is_text_cast(&expr) {
+        return Ok(Transformed::no(expr));
+    }
+    let Expr::Cast(Cast { expr: inner, field }) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let DataType::Timestamp(unit, None) = inner.get_type(schema)? else {
+        return Ok(Transformed::no(Expr::Cast(Cast { expr: inner, field })));
+    };
+    let utc = Expr::Cast(Cast::new(
+        inner,
+        DataType::Timestamp(unit, Some("UTC".into())),
+    ));
+    let local = Expr::Cast(Cast::new(
+        Box::new(utc),
+        DataType::Timestamp(unit, Some(zone.into())),
+    ));
+    Ok(Transformed::yes(Expr::Cast(Cast {
+        expr: Box::new(local),
+        field,
+    })))
+}
 
 /// Whether a session time zone names UTC (nothing to convert).
 pub fn is_utc(zone: &str) -> bool {
@@ -28,6 +64,13 @@ pub fn in_time_zone(plan: LogicalPlan, zone: &str) -> Result<LogicalPlan> {
             "time zone \"{zone}\" is not known; use an IANA name such as 'Europe/Berlin' or an offset such as '+02:00'"
         );
     }
+    let plan = plan
+        .transform_up_with_subqueries(|node| {
+            rewrite_node_expressions(node, is_text_cast, |e, schema| {
+                text_in_zone(e, schema, zone)
+            })
+        })?
+        .data;
     let schema = plan.schema().clone();
     if !schema
         .fields()

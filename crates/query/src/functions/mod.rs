@@ -22,6 +22,7 @@ pub mod time_bucket;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 use crate::gapfill::{Fill, FillMarker, TimeBucketGapfill};
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 
 /// Registers every chronosdb function on `ctx`.
@@ -51,4 +52,11 @@ pub fn register(ctx: &SessionContext) {
         approx_distinct::ApproxDistinct::new(),
     ));
     ctx.register_udaf(AggregateUDF::new_from_impl(sum::PostgresSum::new()));
+    // PostgreSQL's names for functions DataFusion has under other names.
+    if let Ok(signum) = ctx.udf("signum") {
+        ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
+    }
+    if let Ok(var_samp) = ctx.udaf("var_samp") {
+        ctx.register_udaf(var_samp.as_ref().clone().with_aliases(["variance"]));
+    }
 }

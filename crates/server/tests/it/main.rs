@@ -12,6 +12,7 @@ mod databases;
 mod deep_statements;
 mod delete;
 mod ingest;
+mod postgres_side_by_side;
 mod query;
 mod retention;
 mod sessions;
