@@ -74,6 +74,8 @@ SELECT CAST(3.7 AS integer), CAST(-3.7 AS integer), CAST(2.5 AS integer);
 SELECT CAST(CAST(2.5 AS double precision) AS integer), CAST(CAST(3.5 AS double precision) AS bigint);
 -- gap: a cast of a constant or of another cast is not yet named after its type
 
+SELECT CAST(1.5 AS double precision) * 2 AS doubled, CAST(0.1 AS double precision) + CAST(0.2 AS double precision) AS sum, CAST(2.5 AS real) * 2 AS r;
+
 SELECT CAST('1.25' AS double precision), CAST('1e3' AS double precision);
 
 SELECT CAST(CAST(1.5 AS double precision) AS text), CAST(CAST(20 AS double precision) AS text);

@@ -123,7 +123,7 @@ fn result_type(expr: &Expr, schema: &DFSchema) -> Result<DataType> {
 
 /// `CAST(x AS int)` of a float `x` as `CAST(rint(x) AS int)`.
 fn round_before_integer_cast(cast: Cast, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    if !is_float(&cast.expr.get_type(schema)?) {
+    if !is_integer(cast.field.data_type()) || !is_float(&cast.expr.get_type(schema)?) {
         return Ok(Transformed::no(Expr::Cast(cast)));
     }
     let Cast { expr, field } = cast;

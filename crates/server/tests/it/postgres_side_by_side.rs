@@ -96,6 +96,7 @@ impl Postgres {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        let log = dir.path().join("postgres.log");
         let child = command("postgres")
             .arg("-D")
             .arg(&data)
@@ -104,7 +105,7 @@ impl Postgres {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "TimeZone=UTC", "-c", "DateStyle=ISO, MDY"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create postgres.log"))
             .spawn()
             .expect("start postgres");
         let postgres = Postgres {
@@ -114,11 +115,22 @@ impl Postgres {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !psql(port, "postgres", "postgres", "SELECT 1").contains("(1 row)") {
-            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start; the end of its log:\n{}",
+                log_tail(&log)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         postgres
     }
+}
+
+/// The last lines of PostgreSQL's log, for a failure message.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
 impl Drop for Postgres {
@@ -145,7 +157,7 @@ fn psql(port: u16, user: &str, db: &str, input: &str) -> String {
         ])
         .args(["-X", "-A", "-q", "-v", "VERBOSITY=sqlstate", "-f", "-"])
         .env("PGCONNECT_TIMEOUT", "10")
-        .env("PGTZ", "")
+        .env_remove("PGTZ")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
