@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod catalog_queries;
 pub mod checked_arithmetic;
+mod chunk_merge;
 pub mod column_names;
 pub mod copy;
 pub mod databases;

@@ -40,22 +40,12 @@ pub(crate) struct ParquetScan {
     /// Whether row-group statistics and the page index may narrow the reads further
     /// (false when the selected rows already say all the filters can).
     pub prune: bool,
+    /// Whether `rows` is exactly what the scan gives (false when a filter the statistics
+    /// cannot see drops some, as the overlap windows of `chunk_merge` do).
+    pub exact_rows: bool,
 }
 
 impl ParquetScan {
-    /// All of every file.
-    pub fn whole(files: Vec<ParquetFile>) -> ParquetScan {
-        ParquetScan {
-            rows: files.iter().map(|f| f.row_count).sum(),
-            bytes: files.iter().map(|f| f.size_bytes).sum(),
-            files: files
-                .into_iter()
-                .map(|f| PartitionedFile::new(f.path, f.size_bytes))
-                .collect(),
-            prune: true,
-        }
-    }
-
     /// `files` narrowed to what `filters` can match, given each file's layout (its series
     /// index, if it has one, and its schema, handed to the reader).
     pub fn narrowed(
@@ -70,6 +60,7 @@ impl ParquetScan {
             rows: 0,
             bytes: 0,
             prune: false,
+            exact_rows: true,
         };
         for (file, layout) in files.into_iter().zip(layouts) {
             let mut partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes)

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
 use chronosdb_storage::Engine;
-use chronosdb_storage::persist::sort_and_merge;
 
+use crate::chunk_merge::{
+    MergeChunksExec, filter_batches, in_windows, is_series_and_time_only, overlap_windows,
+};
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
 use crate::parquet_reader::reader_factory;
@@ -39,7 +41,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{col, lit};
@@ -147,6 +149,161 @@ impl ChronosTable {
             }
         }
         Ok(Some(files))
+    }
+
+    /// The plans of a group of chunks whose time ranges overlap (see `chunk_merge`): the
+    /// rows outside the overlap windows scanned as they are, with the whole predicate, and
+    /// those inside merged when the query runs.
+    async fn overlapping_group(
+        &self,
+        state: &dyn Session,
+        schema: &SchemaRef,
+        table_schema: &TableSchema,
+        group: Vec<Chunk>,
+        projection: &Option<Vec<usize>>,
+        filters: &[Expr],
+    ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        let ranges: Vec<(i64, i64, bool)> = group
+            .iter()
+            .map(|c| {
+                let (lo, hi) = c.range();
+                (lo, hi, matches!(c, Chunk::Buffer(.., true)))
+            })
+            .collect();
+        let windows = overlap_windows(&ranges);
+        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+            return Err(datafusion::common::internal_datafusion_err!(
+                "overlapping chunks without an overlap window"
+            ));
+        };
+        let time_type = schema.field_with_name(TIME_COLUMN)?.data_type().clone();
+        let inside = in_windows(&windows, &time_type);
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let mut files = Vec::new();
+        let mut buffered = Vec::new();
+        for chunk in group {
+            match chunk {
+                Chunk::File(f) => files.push(f),
+                Chunk::Buffer(b, ..) => buffered = b,
+            }
+        }
+        let layouts = load_layouts(&self.engine, state, &files).await?;
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        // Outside the windows every row is in one chunk only.
+        let outside = !inside.clone();
+        let outside_physical = state.create_physical_expr(outside.clone(), &df_schema)?;
+        let outside_buffer = filter_batches(buffered.clone(), &outside_physical)?;
+        if !outside_buffer.is_empty() {
+            plans.push(MemorySourceConfig::try_new_exec(
+                &[outside_buffer],
+                schema.clone(),
+                projection.clone(),
+            )?);
+        }
+        let scan = ParquetScan::narrowed(files.clone(), layouts.clone(), filters);
+        if !scan.files.is_empty() {
+            // The window filter must hold exactly, whatever the reader pushes down: it
+            // runs above the scan, which reads `time` for it.
+            let time_index = schema.index_of(TIME_COLUMN)?;
+            let mut read = projection
+                .clone()
+                .unwrap_or_else(|| (0..schema.fields().len()).collect());
+            let wanted: Vec<usize> = (0..read.len()).collect();
+            if !read.contains(&time_index) {
+                read.push(time_index);
+            }
+            let read_schema = Arc::new(schema.project(&read)?);
+            let predicate = conjunction(filters.iter().cloned().chain([outside.clone()]))
+                .map(|e| state.create_physical_expr(e, &df_schema))
+                .transpose()?;
+            let mut scan = scan;
+            scan.exact_rows = false;
+            let files_plan = parquet_plan(state, schema, scan, Some(read), predicate)?;
+            let read_df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+            let keep = state.create_physical_expr(outside, &read_df_schema)?;
+            plans.push(Arc::new(
+                FilterExecBuilder::new(keep, files_plan)
+                    .apply_projection(Some(wanted))?
+                    .build()?,
+            ));
+        }
+
+        // Inside them, the merge reads time, every tag and the projected columns of the
+        // rows the series-and-time conjuncts keep, oldest chunk first.
+        let mut read_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| is_series_and_time_only(f, table_schema))
+            .cloned()
+            .collect();
+        read_filters.push(inside);
+        let at = |v: i64| match &time_type {
+            DataType::Timestamp(_, tz) => {
+                lit(ScalarValue::TimestampNanosecond(Some(v), tz.clone()))
+            }
+            _ => lit(ScalarValue::TimestampNanosecond(Some(v), None)),
+        };
+        read_filters.push(col(TIME_COLUMN).between(at(first.0), at(last.1)));
+        let tag_or_time = |i: usize| {
+            table_schema.columns().get(i).is_some_and(|c| {
+                matches!(
+                    c.kind,
+                    chronosdb_catalog::ColumnKind::Tag | chronosdb_catalog::ColumnKind::Time
+                )
+            })
+        };
+        let read: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| tag_or_time(*i) || projection.as_ref().is_none_or(|p| p.contains(i)))
+            .collect();
+        let output: Vec<usize> = match projection {
+            Some(p) => p
+                .iter()
+                .filter_map(|i| read.iter().position(|r| r == i))
+                .collect(),
+            None => (0..read.len()).collect(),
+        };
+        let read_schema = Arc::new(schema.project(&read)?);
+        let read_predicate = conjunction(read_filters.iter().cloned())
+            .map(|e| state.create_physical_expr(e, &df_schema))
+            .transpose()?;
+        let mut file_plans = Vec::new();
+        for (file, layout) in files.into_iter().zip(layouts) {
+            let scan = ParquetScan::narrowed(vec![file], vec![layout], &read_filters);
+            if scan.files.is_empty() {
+                continue;
+            }
+            file_plans.push(parquet_plan(
+                state,
+                schema,
+                scan,
+                Some(read.clone()),
+                read_predicate.clone(),
+            )?);
+        }
+        let inside_buffer = match &read_predicate {
+            Some(p) => filter_batches(buffered, p)?,
+            None => buffered,
+        };
+        let inside_buffer = inside_buffer
+            .iter()
+            .map(|b| b.project(&read))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if !file_plans.is_empty() || !inside_buffer.is_empty() {
+            let read_df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+            let keep = conjunction(read_filters)
+                .map(|e| state.create_physical_expr(e, &read_df_schema))
+                .transpose()?;
+            plans.push(Arc::new(MergeChunksExec::new(
+                file_plans,
+                inside_buffer,
+                read_schema,
+                keep,
+                table_schema.clone(),
+                output,
+                windows,
+            )?));
+        }
+        Ok(plans)
     }
 
     pub fn new(engine: Arc<Engine>, database: &str, name: &str, schema: &TableSchema) -> Self {
@@ -334,35 +491,10 @@ impl TableProvider for ChronosTable {
                 }
                 continue;
             }
-            let mut batches = Vec::new();
-            let mut files = Vec::new();
-            for chunk in group {
-                match chunk {
-                    Chunk::File(f) => files.push(f),
-                    Chunk::Buffer(b, ..) => {
-                        // Files are older than the buffer: read them first.
-                        read_in_write_order(
-                            state,
-                            &schema,
-                            std::mem::take(&mut files),
-                            &mut batches,
-                        )
-                        .await?;
-                        batches.extend(b);
-                    }
-                }
-            }
-            read_in_write_order(state, &schema, files, &mut batches).await?;
-            batches.retain(|b| b.num_rows() > 0);
-            if batches.is_empty() {
-                continue;
-            }
-            let merged = merge_chunks(&batches, &table_schema)?;
-            plans.push(MemorySourceConfig::try_new_exec(
-                &[vec![merged]],
-                schema.clone(),
-                projection.clone(),
-            )?);
+            plans.extend(
+                self.overlapping_group(state, &schema, &table_schema, group, &projection, filters)
+                    .await?,
+            );
         }
         if !plain_files.is_empty() {
             let layouts = load_layouts(&self.engine, state, &plain_files).await?;
@@ -396,22 +528,6 @@ struct Selection {
     /// The retention cutoff, when a file of the table still holds rows older than it.
     cutoff: Option<i64>,
     chunks: Vec<Chunk>,
-}
-
-/// Appends the rows of `files` (given in write order) to `batches`, file after file: the
-/// merge that follows lets a later row win, so rows of different files must not
-/// interleave, as they would if one plan read the files in parallel partitions.
-async fn read_in_write_order(
-    state: &dyn Session,
-    schema: &SchemaRef,
-    files: Vec<ParquetFile>,
-    batches: &mut Vec<RecordBatch>,
-) -> Result<()> {
-    for file in files {
-        let plan = parquet_plan(state, schema, ParquetScan::whole(vec![file]), None, None)?;
-        batches.extend(datafusion::physical_plan::collect(plan, state.task_ctx()).await?);
-    }
-    Ok(())
 }
 
 /// Keeps the rows of `plan` at or after `cutoff` (the retention period's start); with
@@ -448,12 +564,6 @@ fn drop_expired(
         })
         .collect();
     Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
-}
-
-fn merge_chunks(batches: &[RecordBatch], schema: &TableSchema) -> Result<RecordBatch> {
-    let arrow_schema = schema.arrow_schema();
-    let all = datafusion::arrow::compute::concat_batches(&arrow_schema, batches)?;
-    sort_and_merge(&all, schema).map_err(crate::external)
 }
 
 pub(crate) fn empty_plan(
@@ -511,7 +621,10 @@ fn parquet_plan(
 /// reading the files.
 pub(crate) fn files_statistics(scan: &ParquetScan, schema: &SchemaRef) -> Statistics {
     Statistics {
-        num_rows: Precision::Exact(scan.rows as usize),
+        num_rows: match scan.exact_rows {
+            true => Precision::Exact(scan.rows as usize),
+            false => Precision::Inexact(scan.rows as usize),
+        },
         total_byte_size: Precision::Inexact(scan.bytes as usize),
         column_statistics: Statistics::unknown_column(schema),
     }

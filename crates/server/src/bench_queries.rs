@@ -56,6 +56,9 @@ pub struct QueryBenchArgs {
     /// do, and as InfluxDB's HTTP query does.
     #[arg(long)]
     pub prepare_each: bool,
+    /// Time `EXPLAIN` of each query instead of the query: planning alone.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// The TSBS devops queries we time.
@@ -315,7 +318,10 @@ pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
         let mut times: Vec<Duration> = Vec::with_capacity(args.runs);
         let mut rows = 0;
         for run in 0..args.runs + 2 {
-            let query = build(name, &mut params);
+            let mut query = build(name, &mut params);
+            if args.explain {
+                query.sql = format!("EXPLAIN {}", query.sql);
+            }
             let started = Instant::now();
             rows = run_one(&connection, &query).await?;
             if run >= 2 {
@@ -329,6 +335,10 @@ pub async fn run(args: QueryBenchArgs) -> Result<(), ServerError> {
             .unwrap_or_default()
             .as_secs_f64()
             * 1e3;
+        let name = match args.explain {
+            true => format!("explain-{name}"),
+            false => name.to_string(),
+        };
         println!("{label} {name} median_ms={median:.2} rows={rows}");
     }
     Ok(())

@@ -311,11 +311,8 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
         by_dc,
         rows("SELECT DISTINCT ON (dc) dc, host, time FROM cpu WHERE host != 'a' AND (u > -100 OR u IS NULL) ORDER BY dc, time DESC").await
     );
-    // Row counts are exact per chunk (files are merged when written, overlaps here), so
-    // count(*) comes from statistics, and is still right.
+    // The buffer and the file overlap: the point written twice is counted once.
     assert_eq!(rows("SELECT count(*) FROM cpu").await, ["5"]);
-    let plan = crate::common::explain(&client, "SELECT count(*) FROM cpu").await;
-    assert!(plan.contains("PlaceholderRowExec"), "{plan}");
     let plan = crate::common::explain(&client, fast).await;
     assert!(!plan.contains("file_type=parquet"), "{plan}");
     let plan = crate::common::explain(&client, full).await;
@@ -562,4 +559,80 @@ async fn series_index_narrows_reads_and_answers_as_the_buffer_did() {
         .await
         .join("\n");
     assert!(!plan.contains("page_index_pages_pruned=0 total"), "{plan}");
+}
+
+/// Files and the buffer that overlap in time are merged only where they meet, when the
+/// query runs: a field filter sees the later write, a field given only by the earlier
+/// write survives, and nothing is read while planning.
+#[tokio::test]
+async fn overlapping_chunks_merge_only_where_they_meet() {
+    // Compaction would merge the two files before the queries run.
+    const NO_COMPACTION: &[&str] = &["--compaction-interval", "0"];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = |t: i64| t * 1_000_000_000;
+    let lines = |range: std::ops::RangeInclusive<i64>, value: &dyn Fn(i64) -> String| {
+        range
+            .flat_map(|t| ["a", "b"].map(|h| format!("cpu,host={h} {} {}", value(t), second(t))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // File 1: t = 1..10 with user = t and sys = 1.
+    let server = TestServer::start_with(dir.path(), NO_COMPACTION);
+    server
+        .write("ov", &lines(1..=10, &|t| format!("user={t},sys=1")))
+        .await;
+    server.stop();
+    // File 2: t = 10..20 with user = 100 + t, so t = 10 is written twice (no sys).
+    let server = TestServer::start_with(dir.path(), NO_COMPACTION);
+    server
+        .write("ov", &lines(10..=20, &|t| format!("user={}", 100 + t)))
+        .await;
+    server.stop();
+    let files = walk(&dir.path().join("objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert_eq!(files, 2, "two overlapping files");
+    // The buffer: a at 20 again, a at 21..25, and b at 5, deep inside file 1.
+    let server = TestServer::start_with(dir.path(), NO_COMPACTION);
+    let mut buffered = vec![format!("cpu,host=a user=999 {}", second(20))];
+    buffered.extend((21..=25).map(|t| format!("cpu,host=a user={} {}", 100 + t, second(t))));
+    buffered.push(format!("cpu,host=b user=555 {}", second(5)));
+    server.write("ov", &buffered.join("\n")).await;
+    let client = server.pg("ov").await;
+    let one = |sql: &'static str| {
+        let client = &client;
+        async move { text_rows(client, sql).await }
+    };
+    // a: 1..25, b: 1..20.
+    assert_eq!(one("SELECT count(*) FROM cpu").await, ["45"]);
+    assert_eq!(
+        one("SELECT host, count(*) FROM cpu GROUP BY host ORDER BY host").await,
+        ["a 25", "b 20"]
+    );
+    assert_eq!(
+        one("SELECT user, sys FROM cpu WHERE host = 'a' AND time = '1970-01-01 00:00:10'").await,
+        ["110 1"]
+    );
+    // b at 5 is 555 now: a filter that the older value passes must not see it.
+    assert_eq!(
+        one("SELECT count(*) FROM cpu WHERE user < 50").await,
+        ["17"]
+    );
+    assert_eq!(
+        one("SELECT host, time, user FROM cpu WHERE user > 500 ORDER BY host").await,
+        ["a 1970-01-01 00:00:20 999", "b 1970-01-01 00:00:05 555"]
+    );
+    // sys came only with the first write of each point, and survives the rewrites.
+    assert_eq!(one("SELECT sum(sys), count(sys) FROM cpu").await, ["20 20"]);
+    assert_eq!(
+        one("SELECT count(*) FROM cpu WHERE host = 'b' AND time BETWEEN '1970-01-01 00:00:04' AND '1970-01-01 00:00:11'").await,
+        ["8"]
+    );
+    assert_eq!(
+        one("SELECT max(user) FROM cpu WHERE host = 'b'").await,
+        ["555"]
+    );
+    let plan = crate::common::explain(&client, "SELECT sys FROM cpu WHERE host = 'a'").await;
+    assert!(plan.contains("MergeChunksExec"), "{plan}");
 }
