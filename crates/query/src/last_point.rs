@@ -40,16 +40,48 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
 use crate::external;
-use crate::table::ChronosTable;
+use crate::series_rows::{ParquetScan, load_layouts};
+use crate::table::{ChronosTable, parquet_plan};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
+use datafusion::parquet::arrow::arrow_reader::RowSelection;
 
 /// The newest row per series of `file`: remembered by the engine when it wrote the file,
-/// otherwise computed here by reading the file once and remembered for next time.
+/// otherwise read here once and remembered for next time. A file with a series index
+/// gives the last row of each series, and only those rows are read; one without is read
+/// whole.
 async fn file_newest_rows(
     engine: &Engine,
+    state: &dyn Session,
     file: &ParquetFile,
     tags: &[String],
+    schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     if let Some(rows) = engine.newest_rows_of(&file.path) {
+        return Ok(rows);
+    }
+    let layout = load_layouts(engine, state, std::slice::from_ref(file))
+        .await?
+        .pop()
+        .ok_or_else(|| datafusion::common::internal_datafusion_err!("no layout"))?;
+    if let Some(index) = &layout.index {
+        let last = index.last_rows();
+        let selection =
+            RowSelection::from_consecutive_ranges(last.iter().cloned(), index.row_count());
+        let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes)
+            .with_arrow_schema(layout.schema.clone())
+            .with_extension(ParquetRowSelection::new(selection));
+        let scan = ParquetScan {
+            files: vec![partitioned],
+            rows: last.len() as u64,
+            bytes: file.size_bytes,
+            prune: false,
+            exact_rows: true,
+        };
+        let plan = parquet_plan(state, schema, scan, None, None)?;
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        let rows = concat_batches(schema, &batches)?;
+        engine.remember_newest_rows(file.path.clone(), rows.clone());
         return Ok(rows);
     }
     // One sequential read of the whole file (files are written whole and are at most one
@@ -134,11 +166,19 @@ impl LastRowsTable {
         files.sort_by_key(ParquetFile::write_position);
         let mut candidates = Vec::with_capacity(files.len() + snapshot.buffered.len());
         for file in &files {
-            let rows = file_newest_rows(engine, file, &tags).await?;
+            let rows = file_newest_rows(engine, state, file, &tags, &current).await?;
             candidates.push(align_batch(&rows, &current).map_err(external)?);
         }
-        for batch in &snapshot.buffered {
-            candidates.push(align_batch(batch, &current).map_err(external)?);
+        let buffered = snapshot
+            .buffered
+            .iter()
+            .map(|b| align_batch(b, &current).map_err(external))
+            .collect::<Result<Vec<_>>>()?;
+        if !buffered.is_empty() {
+            candidates.push(newest_buffered(
+                &concat_batches(&current, &buffered)?,
+                &tags,
+            )?);
         }
         let all = concat_batches(&current, &candidates)?;
         let mut merged = sort_and_merge(&all, &snapshot.schema).map_err(external)?;
@@ -157,6 +197,49 @@ impl LastRowsTable {
         }
         newest_per_group(&rows, &self.group_columns)
     }
+}
+
+/// The rows of `buffered` (in write order) at the newest time of their series: every write
+/// of each series' newest point, still in write order, so that the merge that follows
+/// combines them field by field. One pass to find each series' newest time, one to keep
+/// its rows, instead of sorting the whole buffer.
+fn newest_buffered(buffered: &RecordBatch, tags: &[String]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
+    use datafusion::arrow::row::{RowConverter, SortField};
+    use std::collections::HashMap;
+    let times = buffered
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .ok_or_else(|| datafusion::common::internal_datafusion_err!("time is not a timestamp"))?;
+    let tag_columns: Vec<_> = tags
+        .iter()
+        .filter_map(|t| buffered.column_by_name(t).cloned())
+        .collect();
+    if tag_columns.is_empty() {
+        let newest = times.iter().flatten().max().unwrap_or(i64::MIN);
+        let keep: BooleanArray = times.iter().map(|t| Some(t == Some(newest))).collect();
+        return Ok(filter_record_batch(buffered, &keep)?);
+    }
+    let converter = RowConverter::new(
+        tag_columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let series = converter.convert_columns(&tag_columns)?;
+    let mut newest: HashMap<&[u8], i64> = HashMap::new();
+    for (i, time) in times.values().iter().enumerate() {
+        let entry = newest.entry(series.row(i).data()).or_insert(*time);
+        *entry = (*entry).max(*time);
+    }
+    let keep: BooleanArray = times
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(i, time)| Some(newest.get(series.row(i).data()) == Some(time)))
+        .collect();
+    Ok(filter_record_batch(buffered, &keep)?)
 }
 
 /// The newest row (largest time) of each group of `rows`.

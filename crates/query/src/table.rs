@@ -582,7 +582,7 @@ pub(crate) fn empty_plan(
 /// predicates are evaluated while decoding: the filter columns are read first, and the
 /// other columns only for the rows that pass (late materialisation). Files whose series
 /// index narrowed the rows to read carry that selection (see `series_rows`).
-fn parquet_plan(
+pub(crate) fn parquet_plan(
     state: &dyn Session,
     schema: &SchemaRef,
     scan: ParquetScan,

@@ -190,6 +190,16 @@ impl SeriesIndex {
         out
     }
 
+    /// The last row of each series, ascending: its newest point (a series' rows are in
+    /// time order).
+    pub fn last_rows(&self) -> Vec<Range<usize>> {
+        self.series_starts
+            .windows(2)
+            .filter(|w| w[1] > w[0])
+            .map(|w| w[1] as usize - 1..w[1] as usize)
+            .collect()
+    }
+
     /// The part of `series` (rows in time order) that can hold times in `min..=max`.
     fn window(&self, series: Range<usize>, min: i64, max: i64) -> Range<usize> {
         // Samples inside the series: rows k * TIME_SAMPLE_ROWS for k in `samples`.

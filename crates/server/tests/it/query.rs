@@ -277,6 +277,16 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
             "cpu,host=b,dc=x v=31 1704067300000000000\ncpu,host=c,dc=y u=5 1704067000000000000",
         )
         .await;
+    // A series only in the buffer, its newest point written twice (u, then v).
+    server
+        .write(
+            "lp",
+            "cpu,host=d,dc=y u=6 1704067400000000000\ncpu,host=d,dc=y u=1 1704067000000000000",
+        )
+        .await;
+    server
+        .write("lp", "cpu,host=d,dc=y v=60 1704067400000000000")
+        .await;
     let client = server.pg("lp").await;
     let rows = |sql: &'static str| text_rows(&client, sql);
     let fast = "SELECT DISTINCT ON (host) * FROM cpu ORDER BY host, time DESC";
@@ -289,6 +299,7 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
             "2024-01-02 00:00:00 a x 2 NULL",
             "2024-01-01 00:01:40 b x 3 31",
             "2023-12-31 23:58:20 c y 4 NULL",
+            "2024-01-01 00:03:20 d y 6 60",
         ]
     );
     assert_eq!(rows(fast).await, rows(full).await);
@@ -305,14 +316,14 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     .await;
     assert_eq!(
         by_dc,
-        ["x b 2024-01-01 00:01:40", "y c 2023-12-31 23:58:20",]
+        ["x b 2024-01-01 00:01:40", "y d 2024-01-01 00:03:20",]
     );
     assert_eq!(
         by_dc,
         rows("SELECT DISTINCT ON (dc) dc, host, time FROM cpu WHERE host != 'a' AND (u > -100 OR u IS NULL) ORDER BY dc, time DESC").await
     );
     // The buffer and the file overlap: the point written twice is counted once.
-    assert_eq!(rows("SELECT count(*) FROM cpu").await, ["5"]);
+    assert_eq!(rows("SELECT count(*) FROM cpu").await, ["7"]);
     let plan = crate::common::explain(&client, fast).await;
     assert!(!plan.contains("file_type=parquet"), "{plan}");
     let plan = crate::common::explain(&client, full).await;
