@@ -160,17 +160,10 @@ impl ChronosTable {
         schema: &SchemaRef,
         table_schema: &TableSchema,
         group: Vec<Chunk>,
+        windows: Vec<(i64, i64)>,
         projection: &Option<Vec<usize>>,
         filters: &[Expr],
     ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
-        let ranges: Vec<(i64, i64, bool)> = group
-            .iter()
-            .map(|c| {
-                let (lo, hi) = c.range();
-                (lo, hi, matches!(c, Chunk::Buffer(.., true)))
-            })
-            .collect();
-        let windows = overlap_windows(&ranges);
         let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
             return Err(datafusion::common::internal_datafusion_err!(
                 "overlapping chunks without an overlap window"
@@ -268,6 +261,10 @@ impl ChronosTable {
             .transpose()?;
         let mut file_plans = Vec::new();
         for (file, layout) in files.into_iter().zip(layouts) {
+            let touches = |&(lo, hi): &(i64, i64)| file.min_time <= hi && file.max_time >= lo;
+            if !windows.iter().any(touches) {
+                continue;
+            }
             let scan = ParquetScan::narrowed(vec![file], vec![layout], &read_filters);
             if scan.files.is_empty() {
                 continue;
@@ -469,12 +466,40 @@ impl TableProvider for ChronosTable {
 
         let mut plain_files = Vec::new();
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let bounds = TimeBounds::from_filters(filters);
         for group in overlap_groups(chunks) {
             let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(.., true));
-            if !needs_merge {
-                match group.into_iter().next() {
-                    Some(Chunk::File(f)) => plain_files.push(f),
-                    Some(Chunk::Buffer(batches, ..)) => {
+            // Where the group's chunks meet, within the times the query asks for.
+            let windows: Vec<(i64, i64)> = match needs_merge {
+                true => overlap_windows(&chunk_ranges(&group))
+                    .into_iter()
+                    .filter_map(|(lo, hi)| {
+                        let (lo, hi) = (lo.max(bounds.min), hi.min(bounds.max));
+                        (lo <= hi).then_some((lo, hi))
+                    })
+                    .collect(),
+                false => Vec::new(),
+            };
+            if !windows.is_empty() {
+                plans.extend(
+                    self.overlapping_group(
+                        state,
+                        &schema,
+                        &table_schema,
+                        group,
+                        windows,
+                        &projection,
+                        filters,
+                    )
+                    .await?,
+                );
+                continue;
+            }
+            // No two chunks meet where the query looks: each is read as it is.
+            for chunk in group {
+                match chunk {
+                    Chunk::File(f) => plain_files.push(f),
+                    Chunk::Buffer(batches, ..) => {
                         // Two partitions, so both cores scan the buffer.
                         let mut partitions = vec![Vec::new(), Vec::new()];
                         for (i, batch) in batches.into_iter().enumerate() {
@@ -487,14 +512,8 @@ impl TableProvider for ChronosTable {
                             projection.clone(),
                         )?)
                     }
-                    None => {}
                 }
-                continue;
             }
-            plans.extend(
-                self.overlapping_group(state, &schema, &table_schema, group, &projection, filters)
-                    .await?,
-            );
         }
         if !plain_files.is_empty() {
             let layouts = load_layouts(&self.engine, state, &plain_files).await?;
@@ -651,6 +670,17 @@ fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
         }
     }
     (lo, hi)
+}
+
+/// Each chunk's time range, and whether it may hold a point twice itself.
+fn chunk_ranges(group: &[Chunk]) -> Vec<(i64, i64, bool)> {
+    group
+        .iter()
+        .map(|c| {
+            let (lo, hi) = c.range();
+            (lo, hi, matches!(c, Chunk::Buffer(.., true)))
+        })
+        .collect()
 }
 
 /// Groups chunks whose time ranges overlap (transitively), each group in write order.

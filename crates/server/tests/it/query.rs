@@ -646,4 +646,9 @@ async fn overlapping_chunks_merge_only_where_they_meet() {
     );
     let plan = crate::common::explain(&client, "SELECT sys FROM cpu WHERE host = 'a'").await;
     assert!(plan.contains("MergeChunksExec"), "{plan}");
+    // Before t = 5 only file 1 holds points: nothing to merge there.
+    let early = "SELECT count(*), sum(user) FROM cpu WHERE time < '1970-01-01 00:00:05'";
+    assert_eq!(one(early).await, ["8 20"]);
+    let plan = crate::common::explain(&client, early).await;
+    assert!(!plan.contains("MergeChunksExec"), "{plan}");
 }
