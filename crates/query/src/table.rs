@@ -157,13 +157,13 @@ impl ChronosTable {
     async fn overlapping_group(
         &self,
         state: &dyn Session,
-        schema: &SchemaRef,
         table_schema: &TableSchema,
         group: Vec<Chunk>,
         windows: Vec<(i64, i64)>,
         projection: &Option<Vec<usize>>,
         filters: &[Expr],
     ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        let schema = &table_schema.arrow_schema();
         let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
             return Err(datafusion::common::internal_datafusion_err!(
                 "overlapping chunks without an overlap window"
@@ -484,7 +484,6 @@ impl TableProvider for ChronosTable {
                 plans.extend(
                     self.overlapping_group(
                         state,
-                        &schema,
                         &table_schema,
                         group,
                         windows,
