@@ -175,10 +175,7 @@ impl LastRowsTable {
             .map(|b| align_batch(b, &current).map_err(external))
             .collect::<Result<Vec<_>>>()?;
         if !buffered.is_empty() {
-            candidates.push(newest_buffered(
-                &concat_batches(&current, &buffered)?,
-                &tags,
-            )?);
+            candidates.extend(newest_buffered(&buffered, &tags)?);
         }
         let all = concat_batches(&current, &candidates)?;
         let mut merged = sort_and_merge(&all, &snapshot.schema).map_err(external)?;
@@ -199,47 +196,90 @@ impl LastRowsTable {
     }
 }
 
-/// The rows of `buffered` (in write order) at the newest time of their series: every write
-/// of each series' newest point, still in write order, so that the merge that follows
-/// combines them field by field. One pass to find each series' newest time, one to keep
-/// its rows, instead of sorting the whole buffer.
-fn newest_buffered(buffered: &RecordBatch, tags: &[String]) -> Result<RecordBatch> {
+/// The rows of `buffered` (batches in write order) at the newest time of their series:
+/// every write of each series' newest point, still in write order, so that the merge that
+/// follows combines them field by field. One pass to find each series' newest time, one to
+/// keep its rows, instead of sorting (or even concatenating) the whole buffer.
+fn newest_buffered(buffered: &[RecordBatch], tags: &[String]) -> Result<Vec<RecordBatch>> {
     use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
-    use datafusion::arrow::row::{RowConverter, SortField};
+    use datafusion::arrow::row::{RowConverter, Rows, SortField};
     use std::collections::HashMap;
-    let times = buffered
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .ok_or_else(|| datafusion::common::internal_datafusion_err!("time is not a timestamp"))?;
-    let tag_columns: Vec<_> = tags
+    let times = |batch: &RecordBatch| -> Result<TimestampNanosecondArray> {
+        batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .cloned()
+            .ok_or_else(|| datafusion::common::internal_datafusion_err!("time is not a timestamp"))
+    };
+    let Some(first) = buffered.first() else {
+        return Ok(Vec::new());
+    };
+    let present: Vec<&String> = tags
         .iter()
-        .filter_map(|t| buffered.column_by_name(t).cloned())
+        .filter(|t| first.column_by_name(t).is_some())
         .collect();
-    if tag_columns.is_empty() {
-        let newest = times.iter().flatten().max().unwrap_or(i64::MIN);
-        let keep: BooleanArray = times.iter().map(|t| Some(t == Some(newest))).collect();
-        return Ok(filter_record_batch(buffered, &keep)?);
+    if present.is_empty() {
+        // No tags: one series.
+        let newest = buffered
+            .iter()
+            .map(|b| Ok(times(b)?.values().iter().copied().max()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .max();
+        let mut kept = Vec::new();
+        for batch in buffered {
+            let keep: BooleanArray = times(batch)?
+                .values()
+                .iter()
+                .map(|t| Some(Some(*t) == newest))
+                .collect();
+            kept.push(filter_record_batch(batch, &keep)?);
+        }
+        return Ok(kept);
     }
     let converter = RowConverter::new(
-        tag_columns
+        present
             .iter()
+            .filter_map(|t| first.column_by_name(t))
             .map(|c| SortField::new(c.data_type().clone()))
             .collect(),
     )?;
-    let series = converter.convert_columns(&tag_columns)?;
-    let mut newest: HashMap<&[u8], i64> = HashMap::new();
-    for (i, time) in times.values().iter().enumerate() {
-        let entry = newest.entry(series.row(i).data()).or_insert(*time);
-        *entry = (*entry).max(*time);
+    let mut series: Vec<Rows> = Vec::with_capacity(buffered.len());
+    for batch in buffered {
+        let columns: Vec<_> = present
+            .iter()
+            .filter_map(|t| batch.column_by_name(t).cloned())
+            .collect();
+        series.push(converter.convert_columns(&columns)?);
     }
-    let keep: BooleanArray = times
-        .values()
-        .iter()
-        .enumerate()
-        .map(|(i, time)| Some(newest.get(series.row(i).data()) == Some(time)))
-        .collect();
-    Ok(filter_record_batch(buffered, &keep)?)
+    let mut newest: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (batch, keys) in buffered.iter().zip(&series) {
+        for (i, time) in times(batch)?.values().iter().enumerate() {
+            let key = keys.row(i).data();
+            match newest.get_mut(key) {
+                Some(t) => *t = (*t).max(*time),
+                None => {
+                    newest.insert(key.to_vec(), *time);
+                }
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    for (batch, keys) in buffered.iter().zip(&series) {
+        let keep: BooleanArray = times(batch)?
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(i, time)| Some(newest.get(keys.row(i).data()) == Some(time)))
+            .collect();
+        let rows = filter_record_batch(batch, &keep)?;
+        if rows.num_rows() > 0 {
+            kept.push(rows);
+        }
+    }
+    Ok(kept)
 }
 
 /// The newest row (largest time) of each group of `rows`.
