@@ -19,7 +19,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chronosdb_catalog::{TIME_COLUMN, TableSchema};
+use chronosdb_catalog::{ColumnKind, TIME_COLUMN, TableSchema};
 use chronosdb_storage::persist::{sort_and_merge_by, sort_key};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
@@ -62,28 +62,40 @@ pub(crate) fn overlap_windows(chunks: &[(i64, i64, bool)]) -> Vec<(i64, i64)> {
 }
 
 /// `time` inside one of `windows` (false for none), as a filter on a table whose `time`
-/// column has type `time_type`.
+/// column has type `time_type`: `time BETWEEN first AND last AND (time BETWEEN … OR …)`, so
+/// that the span, a top-level conjunct, narrows reads by time (`TimeBounds`) too.
 pub(crate) fn in_windows(windows: &[(i64, i64)], time_type: &DataType) -> Expr {
     let tz = match time_type {
         DataType::Timestamp(_, tz) => tz.clone(),
         _ => None,
     };
     let at = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), tz.clone()));
-    windows
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return lit(false);
+    };
+    let span = col(TIME_COLUMN).between(at(first.0), at(last.1));
+    let any = windows
         .iter()
         .map(|&(lo, hi)| col(TIME_COLUMN).between(at(lo), at(hi)))
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
+        .reduce(Expr::or);
+    match (windows.len(), any) {
+        (2.., Some(any)) => span.and(any),
+        _ => span,
+    }
+}
+
+/// Whether a column of this kind is the same for every write of one point: a tag or `time`.
+pub(crate) fn is_series_or_time(kind: &ColumnKind) -> bool {
+    matches!(kind, ColumnKind::Tag | ColumnKind::Time)
 }
 
 /// Whether `expr` names only tags and `time` of `schema` (or no column): true or false for
 /// every write of one point alike, so it may be applied before a merge.
 pub(crate) fn is_series_and_time_only(expr: &Expr, schema: &TableSchema) -> bool {
-    use chronosdb_catalog::ColumnKind;
     expr.column_refs().iter().all(|c| {
         schema
             .column(&c.name)
-            .is_some_and(|column| matches!(column.kind, ColumnKind::Tag | ColumnKind::Time))
+            .is_some_and(|column| is_series_or_time(&column.kind))
     })
 }
 

@@ -14,7 +14,8 @@ use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
 use chronosdb_storage::Engine;
 
 use crate::chunk_merge::{
-    MergeChunksExec, filter_batches, in_windows, is_series_and_time_only, overlap_windows,
+    MergeChunksExec, filter_batches, in_windows, is_series_and_time_only, is_series_or_time,
+    overlap_windows,
 };
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
@@ -164,11 +165,6 @@ impl ChronosTable {
         filters: &[Expr],
     ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
         let schema = &table_schema.arrow_schema();
-        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
-            return Err(datafusion::common::internal_datafusion_err!(
-                "overlapping chunks without an overlap window"
-            ));
-        };
         let time_type = schema.field_with_name(TIME_COLUMN)?.data_type().clone();
         let inside = in_windows(&windows, &time_type);
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
@@ -230,20 +226,11 @@ impl ChronosTable {
             .cloned()
             .collect();
         read_filters.push(inside);
-        let at = |v: i64| match &time_type {
-            DataType::Timestamp(_, tz) => {
-                lit(ScalarValue::TimestampNanosecond(Some(v), tz.clone()))
-            }
-            _ => lit(ScalarValue::TimestampNanosecond(Some(v), None)),
-        };
-        read_filters.push(col(TIME_COLUMN).between(at(first.0), at(last.1)));
         let tag_or_time = |i: usize| {
-            table_schema.columns().get(i).is_some_and(|c| {
-                matches!(
-                    c.kind,
-                    chronosdb_catalog::ColumnKind::Tag | chronosdb_catalog::ColumnKind::Time
-                )
-            })
+            table_schema
+                .columns()
+                .get(i)
+                .is_some_and(|c| is_series_or_time(&c.kind))
         };
         let read: Vec<usize> = (0..schema.fields().len())
             .filter(|i| tag_or_time(*i) || projection.as_ref().is_none_or(|p| p.contains(i)))
