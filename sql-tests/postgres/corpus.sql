@@ -533,3 +533,14 @@ SHOW no_such_setting;
 -- gap: SHOW of an unknown setting answers a row (datafusion-postgres) instead of 42704
 
 SELECT lpad('x', 3, '');
+
+-- Scalar subqueries: one row is its value, none NULL, more than one 21000
+SELECT (SELECT x FROM (VALUES (1), (2)) AS v(x) WHERE x > 1) AS one_row;
+
+SELECT (SELECT x FROM (VALUES (1), (2)) AS v(x) WHERE x > 5) AS no_row;
+
+SELECT (SELECT x FROM (VALUES (1), (2)) AS v(x));
+
+SELECT (SELECT max(v) FROM m) IS NOT NULL AS has_max;
+
+SELECT host, (SELECT count(*) FROM m AS i WHERE i.host = o.host) AS n FROM m AS o ORDER BY host LIMIT 2;

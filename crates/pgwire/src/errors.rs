@@ -123,6 +123,11 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
             "2201F"
         }
         DataFusionError::Execution(msg) if msg.contains("logarithm of ") => "2201E",
+        DataFusionError::Execution(msg)
+            if msg.starts_with("Scalar subquery returned more than one row") =>
+        {
+            "21000"
+        }
         DataFusionError::ArrowError(e, _) => {
             let s = e.to_string();
             if s.contains("Divide by zero") {

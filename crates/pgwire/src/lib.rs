@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use crate::errors::api_error;
 use async_trait::async_trait;
-use chronosdb_query::catalog_queries::{rewrite_catalog_functions, rewrite_catalog_query};
+use chronosdb_query::catalog_queries::{
+    rewrite_catalog_functions, rewrite_catalog_query, shield_projection_subqueries,
+};
 use chronosdb_query::column_names::{alias_casts_of_columns, alias_duplicate_names};
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
@@ -205,7 +207,8 @@ impl PgWireServerHandlers for ConnectionHandlers {
 /// written (correlated and unaggregated, as SQLAlchemy writes them) is planned again after
 /// chronosdb's rewrite; statements that plan as written are never rewritten. Catalog
 /// functions and columns DataFusion lacks (`generate_subscripts`, `pg_class.reloptions`)
-/// are replaced first.
+/// are replaced first; in other statements, select-list subqueries are shielded from
+/// datafusion-postgres' `LIMIT 1` rewrite (see `shield_projection_subqueries`).
 async fn parse_statement<C>(
     database: &Database,
     client: &C,
@@ -216,7 +219,7 @@ where
     C: ClientInfo + Unpin + Send + Sync,
 {
     let parser = database.service.query_parser();
-    let replaced = rewrite_catalog_functions(sql);
+    let replaced = rewrite_catalog_functions(sql).or_else(|| shield_projection_subqueries(sql));
     let sql = replaced.as_deref().unwrap_or(sql);
     let parsed = match parser.parse_sql(client, sql, types).await {
         // `SELECT time::text … ORDER BY time` (see `alias_casts_of_columns`), `SELECT v, v`
@@ -277,8 +280,10 @@ where
             let parser = database.service.query_parser();
             // A generic form that does not plan is not cached: the statement itself is
             // planned and reports its own error.
+            let shielded = shield_projection_subqueries(&statement.key);
+            let generic_sql = shielded.as_deref().unwrap_or(&statement.key);
             let Ok(Some((_, Some((generic, plan))))) =
-                parser.parse_sql(client, &statement.key, &[]).await
+                parser.parse_sql(client, generic_sql, &[]).await
             else {
                 return Ok(None);
             };

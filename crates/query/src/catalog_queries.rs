@@ -17,12 +17,19 @@
 //! (the same subscripts; `unnest`s of one select list advance together, as in PostgreSQL),
 //! and `pg_class.reloptions`, a column chronosdb's `pg_class` lacks, becomes a NULL array
 //! (no table has storage options).
+//!
+//! Statements over user tables are protected from one of datafusion-postgres' own rewrites
+//! instead: it gives every scalar subquery of a select list a `LIMIT 1` and replaces
+//! correlated ones with NULL (for catalog queries it cannot plan), which over user data
+//! would answer silently wrong. [`shield_projection_subqueries`] wraps such subqueries in
+//! parentheses, which the rewrite does not match and the planner ignores, so they keep
+//! PostgreSQL's meaning: more than one row is an error (SQLSTATE 21000).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArguments, Select, SelectItem, SetExpr, Statement,
-    VisitMut, VisitorMut, visit_expressions_mut,
+    BinaryOperator, Expr, FunctionArg, FunctionArguments, Query, Select, SelectItem, SetExpr,
+    Statement, VisitMut, VisitorMut, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -246,9 +253,77 @@ pub fn rewrite_catalog_query(sql: &str) -> Option<String> {
     changed.then(|| statements[0].to_string())
 }
 
+/// `sql` with every scalar subquery that is a whole select-list item wrapped in parentheses,
+/// if `sql` does not read the catalog and has one (see the module comment); `None` leaves
+/// `sql` as it is.
+pub fn shield_projection_subqueries(sql: &str) -> Option<String> {
+    if sql.contains("pg_") || sql.contains("information_schema") {
+        return None;
+    }
+    let lower = sql.to_ascii_lowercase();
+    if lower.matches("select").count() < 2 {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    let mut shield = ShieldProjectionSubqueries { changed: false };
+    let _ = statements.visit(&mut shield);
+    shield.changed.then(|| statements[0].to_string())
+}
+
+/// Wraps the select-list subqueries of every query it visits (see
+/// [`shield_projection_subqueries`]).
+struct ShieldProjectionSubqueries {
+    changed: bool,
+}
+
+impl VisitorMut for ShieldProjectionSubqueries {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                && matches!(expr, Expr::Subquery(_))
+            {
+                let subquery = std::mem::replace(
+                    expr,
+                    Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                );
+                *expr = Expr::Nested(Box::new(subquery));
+                self.changed = true;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{rewrite_catalog_functions, rewrite_catalog_query};
+    use super::{rewrite_catalog_functions, rewrite_catalog_query, shield_projection_subqueries};
+
+    #[test]
+    fn select_list_subqueries_over_user_tables_are_shielded() {
+        let sql = "SELECT (SELECT v FROM m WHERE m.t = o.t) AS x, (SELECT max(v) FROM m) FROM o";
+        let shielded = shield_projection_subqueries(sql).expect("shielded");
+        assert_eq!(
+            shielded,
+            "SELECT ((SELECT v FROM m WHERE m.t = o.t)) AS x, ((SELECT max(v) FROM m)) FROM o"
+        );
+        assert_eq!(shield_projection_subqueries("SELECT v FROM m"), None);
+        assert_eq!(
+            shield_projection_subqueries("SELECT (SELECT relname FROM pg_class LIMIT 1)"),
+            None
+        );
+        assert_eq!(
+            shield_projection_subqueries("SELECT v FROM m WHERE v IN (SELECT v FROM o)"),
+            None
+        );
+    }
 
     #[test]
     fn catalog_subqueries_are_aggregated() {

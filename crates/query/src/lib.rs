@@ -28,6 +28,7 @@ pub mod series_match;
 mod series_rows;
 pub mod show;
 pub mod statement_depth;
+mod subquery_nullability;
 pub mod system;
 pub mod table;
 pub mod time_zone;
@@ -200,6 +201,7 @@ impl QueryEngine {
             .with_analyzer_rule(Arc::new(postgres_text::PostgresTextCasts))
             .with_optimizer_rule(Arc::new(last_point::LastPointRule))
             .with_physical_optimizer_rule(Arc::new(scan_predicates::DistinctScanPredicates))
+            .with_physical_optimizer_rule(Arc::new(subquery_nullability::NullableScalarSubqueries))
             .with_query_planner(Arc::new(gapfill::ChronosQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
