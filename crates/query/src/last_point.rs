@@ -5,11 +5,13 @@
 //! files are sorted by series then time and never change, so the newest row of each series
 //! in a file is fixed: [`LastPointRule`] recognises such an aggregate (grouped by tags only,
 //! selecting by time, filtered by tags only) and replaces it with a projection over a
-//! [`LastRowsTable`], which takes each file's newest row per series from the engine (which
-//! computes them when it writes the file; after a restart the first query reads the file
-//! once) and the write buffer, applies the tag filters, and keeps the newest row of each
-//! group.
+//! [`LastRowsTable`]. Its scan, a [`LastRowsExec`], does the work when the query runs
+//! (never while it is planned or explained): it takes each file's newest row per series
+//! from the engine (which computes them when it writes the file; after a restart the first
+//! query reads the file once) and the write buffer, applies the tag filters, and keeps the
+//! newest row of each group.
 
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,14 +30,19 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result, plan_err};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, TableScanBuilder};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
@@ -129,6 +136,8 @@ impl TableProvider for LastRowsTable {
         TableType::Base
     }
 
+    /// A [`LastRowsExec`]: the newest rows are found when the query runs, not while it
+    /// is planned (so that EXPLAIN reads nothing).
     async fn scan(
         &self,
         state: &dyn Session,
@@ -136,15 +145,124 @@ impl TableProvider for LastRowsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(session) = state.as_any().downcast_ref::<SessionState>() else {
+            return plan_err!("last points need a DataFusion session");
+        };
         let schema = self.table.schema();
-        let batch = self.newest_rows(state).await?;
-        MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())
-            .map(|e| e as Arc<dyn ExecutionPlan>)
+        let predicate = match conjunction(self.predicates.iter().cloned()) {
+            Some(predicate) => {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                Some(state.create_physical_expr(predicate, &df_schema)?)
+            }
+            None => None,
+        };
+        let output = match projection {
+            Some(projection) => Arc::new(schema.project(projection)?),
+            None => schema,
+        };
+        Ok(Arc::new(LastRowsExec {
+            query: Arc::new(LastRowsQuery {
+                table: Arc::clone(&self.table),
+                group_columns: self.group_columns.clone(),
+                predicate,
+                projection: projection.cloned(),
+                session: session.clone(),
+            }),
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(output),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Final,
+                Boundedness::Bounded,
+            )),
+        }))
     }
 }
 
-impl LastRowsTable {
-    async fn newest_rows(&self, state: &dyn Session) -> Result<RecordBatch> {
+/// What a [`LastRowsExec`] computes when it runs.
+#[derive(Debug)]
+struct LastRowsQuery {
+    table: Arc<ChronosTable>,
+    group_columns: Vec<String>,
+    /// The tag filters, over the table's schema.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    projection: Option<Vec<usize>>,
+    /// The planning session, for the file reads (their metadata, reader and options).
+    session: SessionState,
+}
+
+/// The newest row of each group (see [`LastRowsTable`]), computed when executed.
+#[derive(Debug)]
+pub struct LastRowsExec {
+    query: Arc<LastRowsQuery>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for LastRowsExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LastRowsExec: table={}, group=[{}]",
+            self.query.table.name(),
+            self.query.group_columns.join(", ")
+        )?;
+        if let Some(predicate) = &self.query.predicate {
+            write!(f, ", predicate={predicate}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for LastRowsExec {
+    fn name(&self) -> &str {
+        "LastRowsExec"
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        match &self.query.predicate {
+            Some(predicate) => f(predicate),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let query = Arc::clone(&self.query);
+        let schema = self.properties.equivalence_properties().schema().clone();
+        let rows = futures::stream::once(async move {
+            let rows = query.newest_rows().await?;
+            match &query.projection {
+                Some(projection) => Ok(rows.project(projection)?),
+                None => Ok(rows),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
+    }
+}
+
+impl LastRowsQuery {
+    async fn newest_rows(&self) -> Result<RecordBatch> {
+        let state = &self.session;
         let engine = self.table.engine();
         let schema = self.table.schema();
         let Some(snapshot) = engine
@@ -186,9 +304,7 @@ impl LastRowsTable {
                 .unwrap_or_else(|| merged.slice(0, 0));
         }
         let mut rows = align_batch(&merged, &schema).map_err(external)?;
-        if let Some(predicate) = conjunction(self.predicates.iter().cloned()) {
-            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-            let predicate = state.create_physical_expr(predicate, &df_schema)?;
+        if let Some(predicate) = &self.predicate {
             let mask = predicate.evaluate(&rows)?.into_array(rows.num_rows())?;
             rows = filter_record_batch(&rows, mask.as_boolean())?;
         }

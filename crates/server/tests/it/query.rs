@@ -326,6 +326,21 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     assert_eq!(rows("SELECT count(*) FROM cpu").await, ["7"]);
     let plan = crate::common::explain(&client, fast).await;
     assert!(!plan.contains("file_type=parquet"), "{plan}");
+    assert!(plan.contains("LastRowsExec: table=cpu, group=[host]"), "{plan}");
+    // The newest rows are found when the statement runs: a prepared one sees later writes.
+    let prepared = client.prepare(fast).await.expect("prepare");
+    let hosts = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| r.get::<_, Option<String>>("host").unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let before = hosts(client.query(&prepared, &[]).await.expect("query"));
+    assert_eq!(before, ["a", "b", "c", "d"]);
+    server
+        .write("lp", "cpu,host=e,dc=y u=7 1704067500000000000")
+        .await;
+    let after = hosts(client.query(&prepared, &[]).await.expect("query"));
+    assert_eq!(after, ["a", "b", "c", "d", "e"]);
     let plan = crate::common::explain(&client, full).await;
     assert!(plan.contains("file_type=parquet"), "{plan}");
 }
