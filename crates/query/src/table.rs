@@ -142,11 +142,17 @@ impl ChronosTable {
         if selection.cutoff.is_some() {
             return Ok(None);
         }
+        let bounds = TimeBounds::from_filters(filters);
         let mut files = Vec::new();
         for group in overlap_groups(selection.chunks) {
-            match <[Chunk; 1]>::try_from(group) {
-                Ok([Chunk::File(file)]) => files.push(file),
-                _ => return Ok(None),
+            if !windows_to_merge(&group, &bounds).is_empty() {
+                return Ok(None);
+            }
+            for chunk in group {
+                match chunk {
+                    Chunk::File(file) => files.push(file),
+                    Chunk::Buffer(..) => return Ok(None),
+                }
             }
         }
         Ok(Some(files))
@@ -455,18 +461,7 @@ impl TableProvider for ChronosTable {
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let bounds = TimeBounds::from_filters(filters);
         for group in overlap_groups(chunks) {
-            let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(.., true));
-            // Where the group's chunks meet, within the times the query asks for.
-            let windows: Vec<(i64, i64)> = match needs_merge {
-                true => overlap_windows(&chunk_ranges(&group))
-                    .into_iter()
-                    .filter_map(|(lo, hi)| {
-                        let (lo, hi) = (lo.max(bounds.min), hi.min(bounds.max));
-                        (lo <= hi).then_some((lo, hi))
-                    })
-                    .collect(),
-                false => Vec::new(),
-            };
+            let windows = windows_to_merge(&group, &bounds);
             if !windows.is_empty() {
                 plans.extend(
                     self.overlapping_group(
@@ -665,6 +660,22 @@ fn chunk_ranges(group: &[Chunk]) -> Vec<(i64, i64, bool)> {
         .map(|c| {
             let (lo, hi) = c.range();
             (lo, hi, matches!(c, Chunk::Buffer(.., true)))
+        })
+        .collect()
+}
+
+/// Where the chunks of `group` (see [`overlap_groups`]) meet, within `bounds`: the
+/// times whose rows must be merged. Empty when the group's chunks can be read as they are.
+fn windows_to_merge(group: &[Chunk], bounds: &TimeBounds) -> Vec<(i64, i64)> {
+    let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(.., true));
+    if !needs_merge {
+        return Vec::new();
+    }
+    overlap_windows(&chunk_ranges(group))
+        .into_iter()
+        .filter_map(|(lo, hi)| {
+            let (lo, hi) = (lo.max(bounds.min), hi.min(bounds.max));
+            (lo <= hi).then_some((lo, hi))
         })
         .collect()
 }

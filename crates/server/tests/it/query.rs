@@ -326,7 +326,10 @@ async fn last_points_skip_reading_files_and_agree_with_a_full_scan() {
     assert_eq!(rows("SELECT count(*) FROM cpu").await, ["7"]);
     let plan = crate::common::explain(&client, fast).await;
     assert!(!plan.contains("file_type=parquet"), "{plan}");
-    assert!(plan.contains("LastRowsExec: table=cpu, group=[host]"), "{plan}");
+    assert!(
+        plan.contains("LastRowsExec: table=cpu, group=[host]"),
+        "{plan}"
+    );
     // The newest rows are found when the statement runs: a prepared one sees later writes.
     let prepared = client.prepare(fast).await.expect("prepare");
     let hosts = |rows: Vec<tokio_postgres::Row>| {
@@ -619,6 +622,42 @@ async fn overlapping_chunks_merge_only_where_they_meet() {
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .count();
     assert_eq!(files, 2, "two overlapping files");
+    // Plans are reused for new literals where the two files are read as they are (away
+    // from t = 10), and never for a window that reaches t = 10, which must merge.
+    let server = TestServer::start_with(dir.path(), NO_COMPACTION);
+    let client = server.pg("ov").await;
+    let user = |t: i64| if t < 10 { t } else { 100 + t };
+    for round in 0..3 {
+        for (lo, hi) in [
+            (1, 5),
+            (12, 18),
+            (2, 6),
+            (14, 20),
+            (3, 7),
+            (8, 12),
+            (11, 15),
+            (9, 11),
+        ] {
+            let sql = format!(
+                "SELECT count(*), sum(user) FROM cpu WHERE time >= '1970-01-01 00:00:{lo:02}' AND time < '1970-01-01 00:00:{hi:02}'"
+            );
+            // Hosts a and b hold the same points.
+            let expected = format!("{} {}", 2 * (hi - lo), 2 * (lo..hi).map(user).sum::<i64>());
+            let rows = match round {
+                0 => text_rows(&client, &sql).await,
+                _ => client
+                    .query(sql.as_str(), &[])
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| format!("{} {}", r.get::<_, i64>(0), r.get::<_, f64>(1)))
+                    .collect(),
+            };
+            assert_eq!(rows, [expected], "{sql}");
+        }
+    }
+    drop(client);
+    server.stop();
     // The buffer: a at 20 again, a at 21..25, and b at 5, deep inside file 1.
     let server = TestServer::start_with(dir.path(), NO_COMPACTION);
     let mut buffered = vec![format!("cpu,host=a user=999 {}", second(20))];
