@@ -634,6 +634,29 @@ mod tests {
         assert!(answer.contains("1000"), "{answer}");
     }
 
+    /// One host's window of a file many hosts share is estimated by the file's series
+    /// index (its rows of that host), not by the share of the file's time range.
+    #[tokio::test]
+    async fn estimates_use_the_series_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_engine, state, _cache) = fixture(dir.path()).await;
+        let estimate = |sql: String| {
+            let state = state.clone();
+            async move {
+                let plan = state.create_logical_plan(&sql).await.expect("plan");
+                let plan = state.optimize(&plan).expect("optimize");
+                crate::scan_size::estimated_rows(&plan)
+            }
+        };
+        // 3 hosts x 144 points a day for two days; the index knows host a's 144 of a day.
+        assert_eq!(estimate(window_query("a", START, START + DAY)).await, Some(144));
+        assert_eq!(estimate(window_query("zz", START, START + DAY)).await, Some(0));
+        assert_eq!(
+            estimate("SELECT count(*) FROM m WHERE v > 3".to_string()).await,
+            Some(864)
+        );
+    }
+
     #[tokio::test]
     async fn plans_that_depend_on_more_than_their_input_are_not_reused() {
         let dir = tempfile::tempdir().expect("tempdir");

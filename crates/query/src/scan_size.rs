@@ -24,8 +24,9 @@ pub fn is_small(plan: &LogicalPlan) -> bool {
 }
 
 /// The rows all table scans of `plan` (subqueries included) will read at most: each
-/// file's row count scaled by how much of its time range the scan's time filters keep,
-/// plus buffered rows. `None` when a scan's size cannot be told.
+/// file's rows that its series index leaves for the scan's tag and time filters (or its
+/// row count scaled by how much of its time range the time filters keep), plus buffered
+/// rows. `None` when a scan's size cannot be told.
 pub fn estimated_rows(plan: &LogicalPlan) -> Option<u64> {
     let mut total: Option<u64> = Some(0);
     let _ = plan.apply_with_subqueries(|node| {

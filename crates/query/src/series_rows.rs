@@ -95,6 +95,20 @@ impl ParquetScan {
     }
 }
 
+/// The rows of a file that a scan with `filters` reads at most, by its series index
+/// (the index's rows for the filters' values of its tag and their time bounds); `None`
+/// when the layout has no index.
+pub(crate) fn indexed_rows(
+    layout: &FileLayout,
+    filters: &[Expr],
+    bounds: &TimeBounds,
+) -> Option<u64> {
+    let index = layout.index.as_ref()?;
+    let values = tag_values(filters, index.tag());
+    let rows = index.rows(values.as_deref(), bounds.min, bounds.max);
+    Some(rows.iter().map(|r| r.len() as u64).sum())
+}
+
 /// The layout of each of `files`, when the engine knows them all; `None` if one has to
 /// be read from its file first ([`load_layouts`]).
 pub(crate) fn known_layouts(engine: &Engine, files: &[ParquetFile]) -> Option<Vec<FileLayout>> {

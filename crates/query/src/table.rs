@@ -21,7 +21,7 @@ use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
 use crate::parquet_reader::reader_factory;
 use crate::scan_size::overlap_fraction;
-use crate::series_rows::{ParquetScan, load_layouts};
+use crate::series_rows::{ParquetScan, indexed_rows, load_layouts};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -62,9 +62,10 @@ pub struct ChronosTable {
 }
 
 impl ChronosTable {
-    /// The rows a scan with `filters` reads at most: each file's row count scaled by the
-    /// part of its time range the filters (and the retention period) keep, and the same
-    /// for the buffer; from counters, without reading a batch. `Some(0)` for a table that
+    /// The rows a scan with `filters` reads at most: for each file, the rows its series
+    /// index (when the engine holds it) leaves for the tag and time filters, otherwise its
+    /// row count scaled by the part of its time range the filters (and the retention
+    /// period) keep, and the latter for the buffer; without reading a batch. `Some(0)` for a table that
     /// no longer exists.
     pub fn estimated_rows(&self, filters: &[Expr]) -> Option<u64> {
         let Some(extent) = self.engine.table_extent(&self.database, &self.name) else {
@@ -74,12 +75,23 @@ impl ChronosTable {
         if let Some(cutoff) = extent.retention_cutoff {
             bounds.min = bounds.min.max(cutoff);
         }
+        // A file whose series index is at hand says which of its rows the tag and time
+        // filters can match; otherwise the part of its time range they keep.
         let in_files: f64 = extent
             .files
             .iter()
             .map(|f| {
-                f.row_count as f64
-                    * overlap_fraction(f.min_time, f.max_time, bounds.min, bounds.max)
+                let indexed = self
+                    .engine
+                    .layout_of(&f.path)
+                    .and_then(|layout| indexed_rows(&layout, filters, &bounds));
+                match indexed {
+                    Some(rows) => rows as f64,
+                    None => {
+                        f.row_count as f64
+                            * overlap_fraction(f.min_time, f.max_time, bounds.min, bounds.max)
+                    }
+                }
             })
             .sum();
         let in_buffer = extent.buffered.map_or(0.0, |(rows, lo, hi)| {
