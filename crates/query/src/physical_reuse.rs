@@ -649,8 +649,14 @@ mod tests {
             }
         };
         // 3 hosts x 144 points a day for two days; the index knows host a's 144 of a day.
-        assert_eq!(estimate(window_query("a", START, START + DAY)).await, Some(144));
-        assert_eq!(estimate(window_query("zz", START, START + DAY)).await, Some(0));
+        assert_eq!(
+            estimate(window_query("a", START, START + DAY)).await,
+            Some(144)
+        );
+        assert_eq!(
+            estimate(window_query("zz", START, START + DAY)).await,
+            Some(0)
+        );
         assert_eq!(
             estimate("SELECT count(*) FROM m WHERE v > 3".to_string()).await,
             Some(864)

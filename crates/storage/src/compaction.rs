@@ -7,7 +7,8 @@
 //! ×`min_files` per tier). A partition still receiving data is compacted when one tier
 //! holds `min_files` files, which are merged into one file of the next tier. A partition
 //! whose day ended more than an hour ago merges all its small files at once. One merge
-//! reads at most the target size (and [`MAX_MERGE_ROWS`] rows) of input.
+//! reads at most the target size (and [`MAX_MERGE_ROWS`] rows) of input, and holds at most
+//! [`MERGE_SLICE_ROWS`] of them decoded at a time (it merges one time slice after another).
 //!
 //! Correctness: a point written again replaces the older one field by field, and files
 //! are merged in write order, so the merged file holds what the inputs said together. It
@@ -36,11 +37,11 @@ use crate::crash_point;
 use crate::engine::{Engine, now_nanos};
 use crate::error::{Result, StorageError};
 use crate::persist::{
-    EncodedFile, PARTITION_NANOS, decode_aligned, encode_file, sort_and_merge_by, sort_key, times,
+    EncodedFile, PARTITION_NANOS, decode_aligned_between, encode_file, for_each_time_batch,
+    sort_and_merge_by, sort_key, times,
 };
 
-/// Most rows one merge reads: the merge happens in memory, and a decoded row of a wide
-/// table takes a few hundred bytes.
+/// Most rows one merge reads (it decodes them [`MERGE_SLICE_ROWS`] at a time).
 pub const MAX_MERGE_ROWS: u64 = 8_000_000;
 /// Files below this size are in the lowest tier.
 const TIER_BASE_BYTES: u64 = 1 << 20;
@@ -152,31 +153,101 @@ pub(crate) fn pick(
     (chosen.len() >= 2).then_some(chosen)
 }
 
+/// Rows one merge decodes at a time: a merge larger than this is done one time slice
+/// after another (see [`slice_cuts`]), so its memory does not grow with the partition.
+pub const MERGE_SLICE_ROWS: u64 = 1_000_000;
+/// Bins of the time histogram that places the slices' cuts.
+const SLICE_BINS: i64 = 4096;
+
 /// Merges the contents of files given oldest first: sorted by (tags, time) with points
-/// written twice merged, then cut into time slices of at most `rows_per_file` rows.
+/// written twice merged, then cut into time slices of at most `rows_per_file` rows. More
+/// than [`MERGE_SLICE_ROWS`] rows in all are merged slice by slice: the rows of every input
+/// within one time range, then the next range (a point's writes share its time, so each
+/// lands in one slice); outputs never overlap in time.
 fn merge(
     inputs: Vec<Bytes>,
     partition_start: i64,
     schema: &TableSchema,
     rows_per_file: usize,
+    rows_in: u64,
+) -> Result<Vec<EncodedFile>> {
+    let slice_rows = match rows_in > MERGE_SLICE_ROWS {
+        true => Some(MERGE_SLICE_ROWS),
+        false => None,
+    };
+    merge_in_slices(inputs, partition_start, schema, rows_per_file, slice_rows)
+}
+
+/// [`merge`], in time slices of about `slice_rows` rows (`None`: all at once).
+fn merge_in_slices(
+    inputs: Vec<Bytes>,
+    partition_start: i64,
+    schema: &TableSchema,
+    rows_per_file: usize,
+    slice_rows: Option<u64>,
 ) -> Result<Vec<EncodedFile>> {
     let arrow_schema = schema.arrow_schema();
-    let files = inputs
-        .into_iter()
-        .map(|bytes| decode_aligned(bytes, &arrow_schema))
-        .collect::<Result<Vec<_>>>()?;
-    let all = concat_batches(&arrow_schema, &files)?;
-    drop(files);
-    if all.num_rows() == 0 {
+    let cuts = match slice_rows {
+        Some(rows) => slice_cuts(&inputs, rows)?,
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut lo = i64::MIN;
+    for hi in cuts.into_iter().chain(std::iter::once(i64::MAX)) {
+        let parts = inputs
+            .iter()
+            .map(|bytes| decode_aligned_between(bytes.clone(), &arrow_schema, lo, hi))
+            .collect::<Result<Vec<_>>>()?;
+        let all = concat_batches(&arrow_schema, &parts)?;
+        drop(parts);
+        lo = hi;
+        if all.num_rows() == 0 {
+            continue;
+        }
+        let key = sort_key(&all, schema);
+        let merged = sort_and_merge_by(&all, &key)?;
+        drop(all);
+        for slice in time_slices(&merged, rows_per_file)? {
+            out.push(encode_file(partition_start, &slice, &key)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Times that cut the rows of `inputs` into ranges of about `rows_per_slice` rows each
+/// (`[.., c0)`, `[c0, c1)`, …, `[cn, ..]`), from a histogram of their `time` columns.
+fn slice_cuts(inputs: &[Bytes], rows_per_slice: u64) -> Result<Vec<i64>> {
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for bytes in inputs {
+        for_each_time_batch(bytes.clone(), |times| {
+            for t in times {
+                min = min.min(*t);
+                max = max.max(*t);
+            }
+        })?;
+    }
+    if min >= max {
         return Ok(Vec::new());
     }
-    let key = sort_key(&all, schema);
-    let merged = sort_and_merge_by(&all, &key)?;
-    drop(all);
-    time_slices(&merged, rows_per_file)?
-        .iter()
-        .map(|slice| encode_file(partition_start, slice, &key))
-        .collect()
+    let width = ((max as i128 - min as i128) / SLICE_BINS as i128 + 1) as i64;
+    let mut bins = vec![0u64; SLICE_BINS as usize + 1];
+    for bytes in inputs {
+        for_each_time_batch(bytes.clone(), |times| {
+            for t in times {
+                bins[((*t as i128 - min as i128) / width as i128) as usize] += 1;
+            }
+        })?;
+    }
+    let mut cuts = Vec::new();
+    let mut in_slice = 0;
+    for (i, rows) in bins.iter().enumerate() {
+        if in_slice > 0 && in_slice + rows > rows_per_slice {
+            cuts.push(min + i as i64 * width);
+            in_slice = 0;
+        }
+        in_slice += rows;
+    }
+    Ok(cuts)
 }
 
 /// Cuts `batch` (sorted by tags, then time) into pieces of disjoint time ranges holding
@@ -280,10 +351,11 @@ impl Engine {
         let bytes_per_row = (bytes_in as f64 / rows_in as f64).max(1.0);
         let target = self.config().compaction.target_bytes as f64;
         let rows_per_file = ((target / bytes_per_row) as u64).clamp(1, MAX_MERGE_ROWS) as usize;
-        let merged =
-            tokio::task::spawn_blocking(move || merge(contents, partition, &schema, rows_per_file))
-                .await
-                .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
+        let merged = tokio::task::spawn_blocking(move || {
+            merge(contents, partition, &schema, rows_per_file, rows_in)
+        })
+        .await
+        .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
         // The merged files stand where the newest of their inputs did in write order.
         let write_order = inputs.iter().map(ParquetFile::write_order).max();
         let merged = merged.into_iter().map(|f| (f, write_order)).collect();
@@ -427,6 +499,86 @@ mod tests {
             .map(|i| file(i, 3000, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
         assert_eq!(ids(pick(&files, &config, true)), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_merge_in_time_slices_holds_what_one_in_memory_does() {
+        use crate::persist::{decode_aligned, sort_and_merge};
+        use chronosdb_line_protocol::Precision;
+        let catalog = chronosdb_catalog::Catalog::default();
+        let encode = |body: String| {
+            let write = crate::write_batch::prepare_write(
+                &catalog,
+                "db",
+                body.as_bytes(),
+                Precision::Nanosecond,
+                0,
+                &[],
+                &crate::write_batch::WriteLimits::DEFAULT,
+            )
+            .expect("prepare");
+            let schema = catalog
+                .snapshot()
+                .table("db", "cpu")
+                .expect("table")
+                .schema
+                .clone();
+            let batches: Vec<_> = write.batches.into_iter().map(|b| b.batch).collect();
+            let all = concat_batches(&batches[0].schema(), &batches).expect("concat");
+            let key = sort_key(&all, &schema);
+            let sorted = sort_and_merge(&all, &schema).expect("sort");
+            Bytes::from(encode_file(0, &sorted, &key).expect("encode").bytes)
+        };
+        // File 1: hosts a and b at t = 1..=20 (x); file 2: a at t = 10..=30 (y), which
+        // writes the points at 10..=20 again.
+        let first = encode(
+            (1..=20)
+                .flat_map(|t| ["a", "b"].map(|h| format!("cpu,host={h} x={t} {t}\n")))
+                .collect(),
+        );
+        let second = encode(
+            (10..=30)
+                .map(|t| format!("cpu,host=a y={t} {t}\n"))
+                .collect(),
+        );
+        let schema = catalog
+            .snapshot()
+            .table("db", "cpu")
+            .expect("table")
+            .schema
+            .clone();
+        let arrow_schema = schema.arrow_schema();
+        let rows = |files: &[EncodedFile]| {
+            let mut rows: Vec<String> = Vec::new();
+            for file in files {
+                let batch =
+                    decode_aligned(Bytes::from(file.bytes.clone()), &arrow_schema).expect("decode");
+                let text = datafusion::arrow::util::pretty::pretty_format_batches(&[batch])
+                    .expect("format")
+                    .to_string();
+                let cells =
+                    |line: &str| line.split('|').map(str::trim).collect::<Vec<_>>().join(" ");
+                rows.extend(
+                    text.lines()
+                        .skip(3)
+                        .filter(|l| !l.starts_with('+'))
+                        .map(cells),
+                );
+            }
+            rows.sort();
+            rows
+        };
+        let inputs = vec![first, second];
+        let whole = merge_in_slices(inputs.clone(), 0, &schema, usize::MAX, None).expect("merge");
+        let sliced = merge_in_slices(inputs, 0, &schema, usize::MAX, Some(7)).expect("merge");
+        assert_eq!(whole.len(), 1);
+        assert!(sliced.len() >= 5, "{} slices", sliced.len());
+        // a at 1..=30 and b at 1..=20, each point once.
+        assert_eq!(rows(&whole).len(), 50);
+        assert_eq!(rows(&sliced), rows(&whole));
+        for pair in sliced.windows(2) {
+            assert!(pair[0].max_time < pair[1].min_time, "slices overlap");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the last write wins per field, so for each (tags, time) the merged row takes, for every
 //! field, the last non-null value in write order.
 
-use chronosdb_catalog::TableSchema;
+use chronosdb_catalog::{TIME_COLUMN, TableSchema};
 use datafusion::arrow::array::{
     Array, ArrayRef, RecordBatch, TimestampNanosecondArray, UInt32Array,
 };
@@ -13,10 +13,15 @@ use std::collections::HashSet;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::{cast, concat_batches, partition, take};
+use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+};
 use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -333,6 +338,53 @@ pub fn decode_aligned(bytes: bytes::Bytes, schema: &SchemaRef) -> Result<RecordB
         batches.push(align_batch(&batch?, schema)?);
     }
     Ok(concat_batches(schema, &batches)?)
+}
+
+/// The rows of a Parquet file with a time in `lo..hi` (`lo..` when `hi` is `i64::MAX`),
+/// aligned to `schema` as [`decode_aligned`] does. Only the `time` column is decoded for
+/// the rows outside.
+pub fn decode_aligned_between(
+    bytes: bytes::Bytes,
+    schema: &SchemaRef,
+    lo: i64,
+    hi: i64,
+) -> Result<RecordBatch> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let time_only = ProjectionMask::columns(builder.parquet_schema(), [TIME_COLUMN]);
+    let in_range = ArrowPredicateFn::new(time_only, move |batch: RecordBatch| {
+        let times = batch
+            .column(0)
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| ArrowError::SchemaError("time is not a nanosecond timestamp".into()))?;
+        Ok(times
+            .values()
+            .iter()
+            .map(|t| Some(*t >= lo && (*t < hi || hi == i64::MAX)))
+            .collect())
+    });
+    let reader = builder
+        .with_row_filter(RowFilter::new(vec![Box::new(in_range)]))
+        .build()?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        batches.push(align_batch(&batch?, schema)?);
+    }
+    Ok(concat_batches(schema, &batches)?)
+}
+
+/// The `time` values of a Parquet file, batch by batch, without decoding other columns.
+pub fn for_each_time_batch(bytes: bytes::Bytes, mut f: impl FnMut(&[i64])) -> Result<()> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let time_only = ProjectionMask::columns(builder.parquet_schema(), [TIME_COLUMN]);
+    for batch in builder.with_projection(time_only).build()? {
+        let batch = batch?;
+        let times = batch
+            .column(0)
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| StorageError::Arrow("time is not a nanosecond timestamp".into()))?;
+        f(times.values());
+    }
+    Ok(())
 }
 
 /// Encodes `batch` (sorted by `sort_key`, then time) with its series index in the footer.
