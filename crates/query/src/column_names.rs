@@ -57,10 +57,17 @@ fn postgres_name(expr: &Expr, name: &str) -> Option<String> {
         Expr::WindowFunction(f) => f.fun.name().to_string(),
         // A cast is named after what it casts if that has a name, else after its type
         // (`CAST(1 + 1 AS int)` is `int4`), as PostgreSQL names a `TypeCast`.
+        // A cast of a cast or of a CASE is named after its own type: PostgreSQL's
+        // `FigureColname` lets only a column's or a function's name through a cast.
         Expr::Cast(cast) => match cast.expr.as_ref() {
             Expr::Column(c) => c.name.clone(),
             inner => match postgres_name(inner, name) {
-                Some(inner_name) if inner_name != "?column?" => inner_name,
+                Some(inner_name)
+                    if inner_name != "?column?"
+                        && !matches!(inner, Expr::Cast(_) | Expr::TryCast(_) | Expr::Case(_)) =>
+                {
+                    inner_name
+                }
                 _ if matches!(inner, Expr::Alias(_) | Expr::Column(_)) => return None,
                 _ => postgres_type_name(cast.field.data_type())
                     .map_or_else(|| "?column?".into(), str::to_string),
@@ -270,16 +277,53 @@ fn sql_output_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
             .last()
             .and_then(|part| part.as_ident())
             .map_or_else(|| "?column?".to_string(), |i| i.value.to_lowercase()),
-        SqlExpr::Cast { expr, .. } | SqlExpr::Nested(expr) => match expr.as_ref() {
+        // A cast lets a column's or a function's name through; otherwise it is named
+        // after its type (`CAST(7 AS smallint)` is `int2`).
+        SqlExpr::Cast {
+            expr, data_type, ..
+        } => match expr.as_ref() {
+            inner @ (SqlExpr::Identifier(_)
+            | SqlExpr::CompoundIdentifier(_)
+            | SqlExpr::Function(_)) => sql_output_name(inner),
+            SqlExpr::Nested(inner) if sql_output_name(inner) != "?column?" => {
+                sql_output_name(inner)
+            }
+            _ => sql_type_name(data_type).unwrap_or("?column?").to_string(),
+        },
+        SqlExpr::Nested(expr) => match expr.as_ref() {
             inner @ (SqlExpr::Identifier(_)
             | SqlExpr::CompoundIdentifier(_)
             | SqlExpr::Function(_)
-            | SqlExpr::Nested(_)) => sql_output_name(inner),
+            | SqlExpr::Nested(_)
+            | SqlExpr::Cast { .. }) => sql_output_name(inner),
             _ => "?column?".to_string(),
         },
         SqlExpr::Case { .. } => "case".to_string(),
         _ => "?column?".to_string(),
     }
+}
+
+/// PostgreSQL's name of a type as written in a cast (`smallint` is `int2`), for the
+/// types chronosdb has.
+fn sql_type_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> Option<&'static str> {
+    let written = data_type.to_string().to_ascii_lowercase();
+    let base = written.split('(').next().unwrap_or("").trim();
+    Some(match base {
+        "smallint" | "int2" => "int2",
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "real" | "float4" => "float4",
+        "double precision" | "double" | "float8" | "float" => "float8",
+        "text" => "text",
+        "varchar" | "character varying" => "varchar",
+        "boolean" | "bool" => "bool",
+        "date" => "date",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "timestamptz" | "timestamp with time zone" => "timestamptz",
+        "interval" => "interval",
+        "numeric" | "decimal" => "numeric",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -294,6 +338,16 @@ mod tests {
                 .as_deref(),
             Some(
                 r#"SELECT v AS "v|0", count(*) AS "count|1", CAST(m.v AS INT) AS "v|2", 1 AS "a|3" FROM m"#
+            )
+        );
+        assert_eq!(
+            alias_duplicate_names(
+                "SELECT CAST(7 AS smallint), 7::integer, CAST(CAST(1 AS int) AS text)"
+            )
+            .map(|s| s.replace('\u{1f}', "|"))
+            .as_deref(),
+            Some(
+                r#"SELECT CAST(7 AS SMALLINT) AS "int2|0", 7::INTEGER AS "int4|1", CAST(CAST(1 AS INT) AS TEXT) AS "text|2""#
             )
         );
         assert_eq!(alias_duplicate_names("DELETE FROM m"), None);
