@@ -164,7 +164,6 @@ SELECT greatest(1, 5, 3), least(1, 5, 3);
 SELECT 10 & 6, 10 | 6, 1 << 4, 256 >> 2;
 
 SELECT sqrt(CAST(-1 AS double precision));
--- gap: the error of sqrt of a negative number is not yet 2201F
 
 SELECT ln(CAST(0 AS double precision));
 -- gap: ln(0) gives -Infinity instead of 2201E
@@ -520,7 +519,6 @@ SET no_such_setting = 1;
 -- differs: unknown settings are accepted and ignored, so that no driver's start-up SET fails
 
 SHOW no_such_setting;
--- gap: SHOW of an unknown setting answers a row (datafusion-postgres) instead of 42704
 
 SELECT lpad('x', 3, '');
 
@@ -534,3 +532,10 @@ SELECT (SELECT x FROM (VALUES (1), (2)) AS v(x));
 SELECT (SELECT max(v) FROM m) IS NOT NULL AS has_max;
 
 SELECT host, (SELECT count(*) FROM m AS i WHERE i.host = o.host) AS n FROM m AS o ORDER BY host LIMIT 2;
+
+-- Settings that drivers read at startup
+SHOW standard_conforming_strings;
+
+SHOW client_encoding;
+
+SHOW integer_datetimes;

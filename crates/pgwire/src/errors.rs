@@ -132,6 +132,9 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
             let s = e.to_string();
             if s.contains("Divide by zero") {
                 "22012"
+            } else if s.contains("square root of a negative number") {
+                // DataFusion's own check, wrapped by Arrow's compute kernel.
+                "2201F"
             } else if cast_out_of_range(&s).is_some()
                 || s.contains("Overflow")
                 || s.contains("overflow")

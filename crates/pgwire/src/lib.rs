@@ -331,6 +331,70 @@ fn bound_plan(
     parameters::bind(portal, plan, reported).map(Some)
 }
 
+/// The `SELECT` that answers `sql` if it is a `SHOW` chronosdb answers itself: its own
+/// views (`SHOW TABLES`, … see `rewrite_show`) and the settings datafusion-postgres does
+/// not know, which it would answer with an empty row: a startup parameter of the
+/// client's, a server setting (`current_setting`'s values), `SHOW timezone` as
+/// `SHOW TIME ZONE`; an unknown name is refused as PostgreSQL refuses it (42704).
+fn rewrite_show_for<C: ClientInfo>(client: &C, sql: &str) -> PgWireResult<Option<String>> {
+    if let Some(rewritten) = rewrite_show(sql) {
+        return Ok(Some(rewritten));
+    }
+    let words = sql.trim_start().get(..5).unwrap_or_default();
+    if !words.eq_ignore_ascii_case("show ") {
+        return Ok(None);
+    }
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql);
+    let Ok([SqlStatement::ShowVariable { variable }]) = parsed.as_deref() else {
+        return Ok(None);
+    };
+    let name = variable
+        .iter()
+        .map(|v| v.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // What datafusion-postgres answers itself.
+    const ANSWERED: &[&str] = &[
+        "time zone",
+        "server_version",
+        "transaction_isolation",
+        "transaction isolation level",
+        "catalogs",
+        "statement_timeout",
+        "bytea_output",
+        "datestyle",
+        "intervalstyle",
+        "extra_float_digits",
+        "application_name",
+        "search_path",
+        "all",
+    ];
+    if name == "timezone" {
+        return Ok(Some("SHOW TIME ZONE".to_string()));
+    }
+    if ANSWERED.contains(&name.as_str()) || client.metadata().contains_key(&name) {
+        return Ok(None);
+    }
+    let value = client
+        .metadata()
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(&name))
+        .map(|(_, value)| value.clone())
+        .or_else(|| chronosdb_query::functions::postgres::setting(&name));
+    match value {
+        Some(value) => Ok(Some(format!(
+            "SELECT '{}' AS \"{}\"",
+            value.replace('\'', "''"),
+            name.replace('"', "\"\"")
+        ))),
+        None => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "42704".into(),
+            format!("unrecognized configuration parameter \"{name}\""),
+        )))),
+    }
+}
+
 /// Whether `sql` is exactly one query (`SELECT`, `WITH`, `VALUES`, …).
 fn is_single_query(sql: &str) -> bool {
     matches!(
@@ -425,7 +489,7 @@ impl QueryRouter {
             ]);
         }
         let database = self.sessions.for_client(client)?;
-        let rewritten = rewrite_show(query);
+        let rewritten = rewrite_show_for(client, query)?;
         let query = rewritten.as_deref().unwrap_or(query);
         if let Some((_, Some((SqlStatement::Query(_), plan)))) =
             cached_statement(&database, client, query, &[]).await?
@@ -779,7 +843,7 @@ impl RoutingParser {
             return Ok(Some((sql.to_string(), None)));
         }
         let database = self.sessions.for_client(client)?;
-        let rewritten = rewrite_show(sql);
+        let rewritten = rewrite_show_for(client, sql)?;
         let sql = rewritten.as_deref().unwrap_or(sql);
         let parsed = match cached_statement(&database, client, sql, types).await? {
             Some(cached) => Some(cached),

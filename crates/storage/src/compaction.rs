@@ -101,9 +101,20 @@ pub(crate) fn pick(
     cold: bool,
 ) -> Option<Vec<ParquetFile>> {
     let min_files = config.min_files.max(2);
+    // A file a merge would not make bigger (a sliced merge's outputs hold about a slice
+    // each) is left alone unless another file overlaps it; merging it again would only
+    // rewrite it.
+    let overlaps_another = |f: &ParquetFile| {
+        files
+            .iter()
+            .any(|g| g.id != f.id && g.min_time <= f.max_time && g.max_time >= f.min_time)
+    };
     let mut small: Vec<&ParquetFile> = files
         .iter()
-        .filter(|f| f.size_bytes < config.target_bytes / 2)
+        .filter(|f| {
+            (f.size_bytes < config.target_bytes / 2 && f.row_count < MERGE_SLICE_ROWS / 2)
+                || overlaps_another(f)
+        })
         .collect();
     small.sort_by_key(|f| f.write_position());
     let candidates: Vec<&ParquetFile> = if cold {
@@ -579,6 +590,23 @@ mod tests {
         for pair in sliced.windows(2) {
             assert!(pair[0].max_time < pair[1].min_time, "slices overlap");
         }
+    }
+
+    #[test]
+    fn files_of_a_slice_each_are_merged_again_only_where_they_overlap() {
+        let big = |id: u64, lo: i64, hi: i64| ParquetFile {
+            row_count: MERGE_SLICE_ROWS,
+            ..file(id, 5 << 20, lo, hi)
+        };
+        // What a sliced merge of a cold day leaves: nothing to do, ever again.
+        let merged: Vec<_> = (1..=9)
+            .map(|i| big(i, i as i64 * 10, i as i64 * 10 + 9))
+            .collect();
+        assert_eq!(pick(&merged, &config(), true), None);
+        // Two such files that overlap (concurrent persists) are merged.
+        let mut overlapping = merged.clone();
+        overlapping.push(big(10, 95, 120));
+        assert_eq!(ids(pick(&overlapping, &config(), true)), vec![9, 10]);
     }
 
     #[test]

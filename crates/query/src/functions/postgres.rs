@@ -146,7 +146,7 @@ pub fn pg_get_indexdef_udf() -> ScalarUDF {
 
 /// The value `current_setting(name)` gives: the server's defaults (a session's own `SET`s
 /// are answered by `SHOW`).
-fn setting(name: &str) -> Option<String> {
+pub fn setting(name: &str) -> Option<String> {
     let value = match name.to_ascii_lowercase().as_str() {
         "server_version" => POSTGRES_VERSION.to_string(),
         "server_version_num" => {
