@@ -65,8 +65,8 @@ impl ChronosTable {
     /// The rows a scan with `filters` reads at most: for each file, the rows its series
     /// index (when the engine holds it) leaves for the tag and time filters, otherwise its
     /// row count scaled by the part of its time range the filters (and the retention
-    /// period) keep, and the latter for the buffer; without reading a batch. `Some(0)` for a table that
-    /// no longer exists.
+    /// period) keep, and the latter for the buffer; without reading a batch. `Some(0)`
+    /// for a table that no longer exists.
     pub fn estimated_rows(&self, filters: &[Expr]) -> Option<u64> {
         let Some(extent) = self.engine.table_extent(&self.database, &self.name) else {
             return Some(0);

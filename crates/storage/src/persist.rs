@@ -372,17 +372,13 @@ pub fn decode_aligned_between(
     Ok(concat_batches(schema, &batches)?)
 }
 
-/// The `time` values of a Parquet file, batch by batch, without decoding other columns.
+/// The `time` values of a Parquet file, batch by batch, without decoding other columns
+/// (`time` alone is column 0 then, as [`times`] expects).
 pub fn for_each_time_batch(bytes: bytes::Bytes, mut f: impl FnMut(&[i64])) -> Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let time_only = ProjectionMask::columns(builder.parquet_schema(), [TIME_COLUMN]);
     for batch in builder.with_projection(time_only).build()? {
-        let batch = batch?;
-        let times = batch
-            .column(0)
-            .as_primitive_opt::<TimestampNanosecondType>()
-            .ok_or_else(|| StorageError::Arrow("time is not a nanosecond timestamp".into()))?;
-        f(times.values());
+        f(times(&batch?)?.values());
     }
     Ok(())
 }
