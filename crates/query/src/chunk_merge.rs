@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use chronosdb_catalog::{ColumnKind, TIME_COLUMN, TableSchema};
 use chronosdb_storage::persist::{sort_and_merge_by, sort_key};
+use chronosdb_storage::series_index::SeriesIndex;
+use chronosdb_storage::tag_times::TagTimes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -34,19 +36,79 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::prelude::{col, lit};
 
-/// The disjoint, sorted, inclusive time windows in which rows of `chunks` may collide:
-/// where two chunks' ranges `(min, max, may_repeat)` intersect, and the whole range of a
-/// chunk that may hold a point twice itself.
-pub(crate) fn overlap_windows(chunks: &[(i64, i64, bool)]) -> Vec<(i64, i64)> {
-    let mut windows: Vec<(i64, i64)> = Vec::new();
-    for (i, &(lo, hi, repeats)) in chunks.iter().enumerate() {
-        if repeats {
-            windows.push((lo, hi));
+/// Beyond this many windows from one pair of chunks, their span is merged instead: a
+/// longer disjunction costs more to evaluate than the rows it spares.
+const MAX_PAIR_WINDOWS: usize = 64;
+
+/// What overlap detection knows of one chunk: its time range, whether it may hold a point
+/// twice itself, and (when known) the time range of each value of a tag.
+pub(crate) struct ChunkTimes {
+    pub lo: i64,
+    pub hi: i64,
+    pub repeats: bool,
+    pub values: Option<ValueTimes>,
+}
+
+/// A chunk's time ranges per value of one tag: a file's series index (its leading tag) or
+/// the buffer's [`TagTimes`].
+#[derive(Clone)]
+pub(crate) enum ValueTimes {
+    Index(Arc<SeriesIndex>),
+    Buffer(Arc<TagTimes>),
+}
+
+impl ValueTimes {
+    fn tag(&self) -> &str {
+        match self {
+            ValueTimes::Index(index) => index.tag(),
+            ValueTimes::Buffer(times) => &times.tag,
         }
-        for &(other_lo, other_hi, _) in &chunks[i + 1..] {
-            let (start, end) = (lo.max(other_lo), hi.min(other_hi));
-            if start <= end {
-                windows.push((start, end));
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ValueTimes::Index(index) => index.all_value_times().count(),
+            ValueTimes::Buffer(times) => times.times.len(),
+        }
+    }
+
+    fn get(&self, value: Option<&str>) -> Option<(i64, i64)> {
+        match self {
+            ValueTimes::Index(index) => index.times_of(value),
+            ValueTimes::Buffer(times) => times.times.get(&value.map(str::to_string)).copied(),
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(Option<&str>, (i64, i64))) {
+        match self {
+            ValueTimes::Index(index) => index.all_value_times().for_each(|(v, r)| f(v, r)),
+            ValueTimes::Buffer(times) => times.times.iter().for_each(|(v, r)| f(v.as_deref(), *r)),
+        }
+    }
+}
+
+/// The disjoint, sorted, inclusive time windows in which rows of `chunks` may collide:
+/// where two chunks' ranges intersect, and the whole range of a chunk that may hold a point
+/// twice itself. Where both chunks know their ranges per value of the same tag, only the
+/// times at which one value's ranges intersect: a point has one value of each tag, so
+/// chunks whose ranges of every value are disjoint share no point although their time
+/// ranges overlap.
+pub(crate) fn overlap_windows(chunks: &[ChunkTimes]) -> Vec<(i64, i64)> {
+    let mut windows: Vec<(i64, i64)> = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if chunk.repeats {
+            windows.push((chunk.lo, chunk.hi));
+        }
+        for other in &chunks[i + 1..] {
+            let (start, end) = (chunk.lo.max(other.lo), chunk.hi.min(other.hi));
+            if start > end {
+                continue;
+            }
+            match (&chunk.values, &other.values) {
+                (Some(a), Some(b)) if a.tag() == b.tag() => {
+                    windows.extend(value_windows(a, b));
+                }
+                _ => windows.push((start, end)),
             }
         }
     }
@@ -59,6 +121,30 @@ pub(crate) fn overlap_windows(chunks: &[(i64, i64, bool)]) -> Vec<(i64, i64)> {
         }
     }
     merged
+}
+
+/// The times at which the ranges of one value meet in `a` and `b`: their span when there
+/// are more than [`MAX_PAIR_WINDOWS`].
+fn value_windows(a: &ValueTimes, b: &ValueTimes) -> Vec<(i64, i64)> {
+    let (small, large) = match a.len() <= b.len() {
+        true => (a, b),
+        false => (b, a),
+    };
+    let mut windows = Vec::new();
+    small.each(|value, (lo, hi)| {
+        if let Some((other_lo, other_hi)) = large.get(value) {
+            let (start, end) = (lo.max(other_lo), hi.min(other_hi));
+            if start <= end {
+                windows.push((start, end));
+            }
+        }
+    });
+    if windows.len() > MAX_PAIR_WINDOWS {
+        let start = windows.iter().map(|w| w.0).min().unwrap_or(i64::MIN);
+        let end = windows.iter().map(|w| w.1).max().unwrap_or(i64::MAX);
+        return vec![(start, end)];
+    }
+    windows
 }
 
 /// `time` inside one of `windows` (false for none), as a filter on a table whose `time`
@@ -248,31 +334,110 @@ impl ExecutionPlan for MergeChunksExec {
 
 #[cfg(test)]
 mod tests {
-    use super::overlap_windows;
+    use super::{ChunkTimes, TagTimes, ValueTimes, overlap_windows};
+    use std::sync::Arc;
+
+    fn plain(ranges: &[(i64, i64, bool)]) -> Vec<ChunkTimes> {
+        ranges
+            .iter()
+            .map(|&(lo, hi, repeats)| ChunkTimes {
+                lo,
+                hi,
+                repeats,
+                values: None,
+            })
+            .collect()
+    }
 
     #[test]
     fn windows_are_where_two_chunks_meet() {
         // Three files touching at their edges, and a buffer overlapping the last one.
-        let chunks = [
+        let chunks = plain(&[
             (0, 100, false),
             (95, 200, false),
             (198, 300, false),
             (290, 400, false),
-        ];
+        ]);
         assert_eq!(
             overlap_windows(&chunks),
             vec![(95, 100), (198, 200), (290, 300)]
         );
         // Nested ranges: the inner one is all window.
         assert_eq!(
-            overlap_windows(&[(0, 100, false), (10, 20, false)]),
+            overlap_windows(&plain(&[(0, 100, false), (10, 20, false)])),
             vec![(10, 20)]
         );
         // A chunk that may repeat a point is window throughout, merged with neighbours.
         assert_eq!(
-            overlap_windows(&[(0, 100, false), (90, 150, true)]),
+            overlap_windows(&plain(&[(0, 100, false), (90, 150, true)])),
             vec![(90, 150)]
         );
-        assert!(overlap_windows(&[(0, 10, false)]).is_empty());
+        assert!(overlap_windows(&plain(&[(0, 10, false)])).is_empty());
+    }
+
+    fn by_host(tag: &str, ranges: &[(&str, i64, i64)]) -> Option<ValueTimes> {
+        let mut times = TagTimes {
+            tag: tag.to_string(),
+            ..TagTimes::default()
+        };
+        for (host, lo, hi) in ranges {
+            times.add(Some(host.to_string()), (*lo, *hi));
+        }
+        Some(ValueTimes::Buffer(Arc::new(times)))
+    }
+
+    #[test]
+    fn chunks_whose_ranges_per_value_are_disjoint_need_no_window() {
+        // Each host's newer rows follow its older ones, though the chunks' ranges meet.
+        let older = ChunkTimes {
+            lo: 0,
+            hi: 100,
+            repeats: false,
+            values: by_host("host", &[("a", 0, 100), ("b", 0, 90)]),
+        };
+        let newer = ChunkTimes {
+            lo: 95,
+            hi: 200,
+            repeats: false,
+            values: by_host("host", &[("a", 101, 200), ("b", 95, 200)]),
+        };
+        let windows = |a: &ChunkTimes, b: &ChunkTimes| {
+            overlap_windows(&[
+                ChunkTimes {
+                    values: a.values.clone(),
+                    ..*a
+                },
+                ChunkTimes {
+                    values: b.values.clone(),
+                    ..*b
+                },
+            ])
+        };
+        assert!(windows(&older, &newer).is_empty());
+        // One host written again inside the older chunk's range: only its times merge.
+        let rewritten = ChunkTimes {
+            values: by_host("host", &[("a", 60, 200), ("b", 95, 200)]),
+            lo: 60,
+            ..newer
+        };
+        assert_eq!(windows(&older, &rewritten), vec![(60, 100)]);
+        // Ranges by different tags (or unknown) say nothing: the whole overlap merges.
+        let by_region = ChunkTimes {
+            values: by_host("region", &[("a", 101, 200)]),
+            ..newer
+        };
+        assert_eq!(windows(&older, &by_region), vec![(95, 100)]);
+        let unknown = ChunkTimes {
+            values: None,
+            ..newer
+        };
+        assert_eq!(windows(&older, &unknown), vec![(95, 100)]);
+        // A chunk that repeats a point itself still merges throughout.
+        let repeating = ChunkTimes {
+            repeats: true,
+            values: newer.values.clone(),
+            ..newer
+        };
+        assert_eq!(windows(&older, &repeating), vec![(95, 200)]);
     }
 }

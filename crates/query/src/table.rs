@@ -12,10 +12,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chronosdb_catalog::{ParquetFile, TIME_COLUMN, TableSchema};
 use chronosdb_storage::Engine;
+use chronosdb_storage::tag_times::TagTimes;
 
 use crate::chunk_merge::{
-    MergeChunksExec, filter_batches, in_windows, is_series_and_time_only, is_series_or_time,
-    overlap_windows,
+    ChunkTimes, MergeChunksExec, ValueTimes, filter_batches, in_windows, is_series_and_time_only,
+    is_series_or_time, overlap_windows,
 };
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
@@ -128,12 +129,13 @@ impl ChronosTable {
         if !snapshot.buffered.is_empty() {
             let (lo, hi) = buffered_range(&snapshot.buffered);
             if bounds.overlaps(lo, hi) {
-                chunks.push(Chunk::Buffer(
-                    snapshot.buffered,
+                chunks.push(Chunk::Buffer(BufferChunk {
+                    batches: snapshot.buffered,
                     lo,
                     hi,
-                    snapshot.buffered_may_have_duplicates,
-                ));
+                    repeats: snapshot.buffered_may_have_duplicates,
+                    tag_times: snapshot.buffered_tag_times.map(Arc::new),
+                }));
             }
         }
         Ok(Some(Selection {
@@ -157,7 +159,7 @@ impl ChronosTable {
         let bounds = TimeBounds::from_filters(filters);
         let mut files = Vec::new();
         for group in overlap_groups(selection.chunks) {
-            if !windows_to_merge(&group, &bounds).is_empty() {
+            if !windows_to_merge(&self.engine, &group, &bounds).is_empty() {
                 return Ok(None);
             }
             for chunk in group {
@@ -168,6 +170,38 @@ impl ChronosTable {
             }
         }
         Ok(Some(files))
+    }
+
+    /// Reads the layouts of the files among `chunks` that share time with another chunk
+    /// and that the engine does not hold. True when the buffer's time ranges per tag value
+    /// were missing for want of them (the buffer is then worth selecting again).
+    async fn load_overlapping_layouts(
+        &self,
+        state: &dyn Session,
+        chunks: &[Chunk],
+    ) -> Result<bool> {
+        let meets_another = |i: usize| {
+            let (lo, hi) = chunks[i].range();
+            chunks
+                .iter()
+                .enumerate()
+                .any(|(j, c)| j != i && c.range().0 <= hi && c.range().1 >= lo)
+        };
+        let missing: Vec<ParquetFile> = (0..chunks.len())
+            .filter_map(|i| match &chunks[i] {
+                Chunk::File(f) if self.engine.layout_of(&f.path).is_none() && meets_another(i) => {
+                    Some(f.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        load_layouts(&self.engine, state, &missing).await?;
+        Ok(chunks
+            .iter()
+            .any(|c| matches!(c, Chunk::Buffer(b) if b.tag_times.is_none())))
     }
 
     /// The plans of a group of chunks whose time ranges overlap (see `chunk_merge`): the
@@ -191,7 +225,7 @@ impl ChronosTable {
         for chunk in group {
             match chunk {
                 Chunk::File(f) => files.push(f),
-                Chunk::Buffer(b, ..) => buffered = b,
+                Chunk::Buffer(b) => buffered = b.batches,
             }
         }
         let layouts = load_layouts(&self.engine, state, &files).await?;
@@ -351,15 +385,26 @@ impl ChronosTable {
 /// A piece of a table's data with its time range.
 enum Chunk {
     File(ParquetFile),
-    /// Buffered rows, their time range, and whether they may hold a point twice.
-    Buffer(Vec<RecordBatch>, i64, i64, bool),
+    Buffer(BufferChunk),
+}
+
+/// The buffered rows of a table a scan reads.
+struct BufferChunk {
+    batches: Vec<RecordBatch>,
+    /// Their time range.
+    lo: i64,
+    hi: i64,
+    /// Whether they may hold a point twice.
+    repeats: bool,
+    /// Their time ranges per value of the tag the files they overlap lead with.
+    tag_times: Option<Arc<TagTimes>>,
 }
 
 impl Chunk {
     fn range(&self) -> (i64, i64) {
         match self {
             Chunk::File(f) => (f.min_time, f.max_time),
-            Chunk::Buffer(_, lo, hi, _) => (*lo, *hi),
+            Chunk::Buffer(b) => (b.lo, b.hi),
         }
     }
 }
@@ -437,14 +482,25 @@ impl TableProvider for ChronosTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(Selection {
+        let Some(mut selection) = self.select(filters)? else {
+            return empty_plan(&self.schema, projection);
+        };
+        // Overlap detection tells chunks apart by their series indexes: read those not at
+        // hand, and select again if the buffer's ranges could then be had.
+        if self
+            .load_overlapping_layouts(state, &selection.chunks)
+            .await?
+        {
+            match self.select(filters)? {
+                Some(again) => selection = again,
+                None => return empty_plan(&self.schema, projection),
+            }
+        }
+        let Selection {
             table_schema,
             cutoff,
             chunks,
-        }) = self.select(filters)?
-        else {
-            return empty_plan(&self.schema, projection);
-        };
+        } = selection;
         // The table may have gained columns since this provider was made.
         let schema = table_schema.arrow_schema();
         // A file that straddles the retention cutoff still holds older rows, which a
@@ -473,7 +529,7 @@ impl TableProvider for ChronosTable {
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let bounds = TimeBounds::from_filters(filters);
         for group in overlap_groups(chunks) {
-            let windows = windows_to_merge(&group, &bounds);
+            let windows = windows_to_merge(&self.engine, &group, &bounds);
             if !windows.is_empty() {
                 plans.extend(
                     self.overlapping_group(
@@ -492,7 +548,7 @@ impl TableProvider for ChronosTable {
             for chunk in group {
                 match chunk {
                     Chunk::File(f) => plain_files.push(f),
-                    Chunk::Buffer(batches, ..) => {
+                    Chunk::Buffer(BufferChunk { batches, .. }) => {
                         // Two partitions, so both cores scan the buffer.
                         let mut partitions = vec![Vec::new(), Vec::new()];
                         for (i, batch) in batches.into_iter().enumerate() {
@@ -665,25 +721,43 @@ fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
     (lo, hi)
 }
 
-/// Each chunk's time range, and whether it may hold a point twice itself.
-fn chunk_ranges(group: &[Chunk]) -> Vec<(i64, i64, bool)> {
+/// What overlap detection knows of each chunk: its time range, whether it may hold a
+/// point twice itself, and its time ranges per tag value (a file's from its series index
+/// when the engine holds its layout).
+fn chunk_times(engine: &Engine, group: &[Chunk]) -> Vec<ChunkTimes> {
     group
         .iter()
         .map(|c| {
             let (lo, hi) = c.range();
-            (lo, hi, matches!(c, Chunk::Buffer(.., true)))
+            let (repeats, values) = match c {
+                Chunk::File(f) => (
+                    false,
+                    engine
+                        .layout_of(&f.path)
+                        .and_then(|layout| layout.index)
+                        .map(ValueTimes::Index),
+                ),
+                Chunk::Buffer(b) => (b.repeats, b.tag_times.clone().map(ValueTimes::Buffer)),
+            };
+            ChunkTimes {
+                lo,
+                hi,
+                repeats,
+                values,
+            }
         })
         .collect()
 }
 
-/// Where the chunks of `group` (see [`overlap_groups`]) meet, within `bounds`: the
-/// times whose rows must be merged. Empty when the group's chunks can be read as they are.
-fn windows_to_merge(group: &[Chunk], bounds: &TimeBounds) -> Vec<(i64, i64)> {
-    let needs_merge = group.len() > 1 || matches!(group[0], Chunk::Buffer(.., true));
+/// Where the chunks of `group` (see [`overlap_groups`]) can hold the same point, within
+/// `bounds`: the times whose rows must be merged. Empty when the group's chunks can be
+/// read as they are.
+fn windows_to_merge(engine: &Engine, group: &[Chunk], bounds: &TimeBounds) -> Vec<(i64, i64)> {
+    let needs_merge = group.len() > 1 || matches!(&group[0], Chunk::Buffer(b) if b.repeats);
     if !needs_merge {
         return Vec::new();
     }
-    overlap_windows(&chunk_ranges(group))
+    overlap_windows(&chunk_times(engine, group))
         .into_iter()
         .filter_map(|(lo, hi)| {
             let (lo, hi) = (lo.max(bounds.min), hi.min(bounds.max));

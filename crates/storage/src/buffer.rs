@@ -21,6 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::tag_times::{TagTimes, TagTimesSlot};
 use crate::write_batch::TableBatch;
 
 /// Small batches are merged once a table has this many of them.
@@ -55,6 +56,8 @@ impl Hasher for KeyHasher {
 #[derive(Debug, Default, Clone)]
 pub struct TableBuffer {
     pub batches: Vec<RecordBatch>,
+    /// Each batch's time ranges per tag value, once a query asked (see `tag_times`).
+    tag_times: Vec<TagTimesSlot>,
     /// Hashes of every buffered (series, time) key, to notice a point written twice.
     keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// True once some key was seen twice (or two keys collided): queries must then merge
@@ -85,6 +88,7 @@ impl TableBuffer {
         self.rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size();
         self.batches.push(batch);
+        self.tag_times.push(TagTimesSlot::default());
         self.merge_small_batches()
     }
 
@@ -99,6 +103,7 @@ impl TableBuffer {
             return Ok(());
         }
         let small: Vec<RecordBatch> = self.batches.drain(first_small..).collect();
+        self.tag_times.truncate(first_small);
         let schema = small
             .last()
             .map(|b| b.schema())
@@ -115,6 +120,7 @@ impl TableBuffer {
                 .sum::<usize>(),
         ) + merged.get_array_memory_size();
         self.batches.push(merged);
+        self.tag_times.push(TagTimesSlot::default());
         Ok(())
     }
 }
@@ -272,6 +278,33 @@ impl WriteBuffer {
             }
         }
         Ok((out, may_have_duplicates || generations_with_rows > 1))
+    }
+
+    /// The time ranges per value of `tag` of a table's buffered rows (`None` when there
+    /// are none), each batch's computed once while it is buffered.
+    pub fn table_tag_times(
+        &self,
+        database: &str,
+        table: &str,
+        tag: &str,
+    ) -> Result<Option<TagTimes>> {
+        let key = (database.to_string(), table.to_string());
+        let mut out: Option<TagTimes> = None;
+        let generations = self
+            .persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active));
+        for buffer in generations.filter_map(|g| g.tables.get(&key)) {
+            for (batch, slot) in buffer.batches.iter().zip(&buffer.tag_times) {
+                let times = slot.get(batch, tag)?;
+                match &mut out {
+                    Some(out) => out.extend(&times),
+                    None => out = Some(times.as_ref().clone()),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Rows buffered for a table and their time range (`None` when there are none),

@@ -33,6 +33,7 @@ use crate::persist::{
 use crate::record::WalPayload;
 use crate::series_index::{FileLayout, LAYOUT_CACHE_BYTES};
 use crate::shard::ShardMap;
+use crate::tag_times::TagTimes;
 use crate::wal::{WalWriter, replay};
 use crate::write_batch::{TableBatch, WriteLimits, prepare_write};
 use datafusion::arrow::array::BooleanArray;
@@ -78,6 +79,9 @@ pub struct TableSnapshot {
     pub buffered: Vec<RecordBatch>,
     /// Whether `buffered` may hold a point twice and must be merged before use.
     pub buffered_may_have_duplicates: bool,
+    /// The time ranges of `buffered` per value of the leading tag of the files it
+    /// overlaps in time (see `tag_times`); `None` when no such file's layout is at hand.
+    pub buffered_tag_times: Option<TagTimes>,
     /// The database's retention cutoff (ns) when it has a retention period: files wholly
     /// older are left out and older buffered rows removed, but a file that straddles it
     /// still holds older rows, which readers must filter out.
@@ -445,7 +449,19 @@ impl Engine {
         };
         let (mut buffered, buffered_may_have_duplicates) =
             buffer.table_batches(database, table, &def.schema.arrow_schema())?;
-        let buffer_min_time = buffer.table_extent(database, table).map(|(_, lo, _)| lo);
+        let extent = buffer.table_extent(database, table);
+        let buffer_min_time = extent.map(|(_, lo, _)| lo);
+        // Only a file the buffer overlaps in time needs telling apart from it.
+        let overlapped_tag = extent.and_then(|(_, lo, hi)| {
+            def.files
+                .iter()
+                .filter(|f| f.min_time <= hi && f.max_time >= lo)
+                .find_map(|f| Some(self.layout_of(&f.path)?.index?.tag().to_string()))
+        });
+        let buffered_tag_times = match overlapped_tag {
+            Some(tag) => buffer.table_tag_times(database, table, &tag)?,
+            None => None,
+        };
         drop(buffer);
         let mut files = def.files.clone();
         let retention_cutoff = catalog
@@ -469,6 +485,7 @@ impl Engine {
             files,
             buffered,
             buffered_may_have_duplicates,
+            buffered_tag_times,
             retention_cutoff,
         }))
     }

@@ -20,6 +20,7 @@ pub mod persist;
 pub mod record;
 pub mod series_index;
 pub mod shard;
+pub mod tag_times;
 pub mod wal;
 pub mod write_batch;
 

@@ -190,6 +190,39 @@ impl SeriesIndex {
         out
     }
 
+    /// The oldest and newest time of the rows whose leading tag is `value` (`None`: rows
+    /// without it); `None` when the file has no such row.
+    pub fn times_of(&self, value: Option<&str>) -> Option<(i64, i64)> {
+        let i = self
+            .values
+            .binary_search_by(|probe| probe.as_deref().cmp(&value))
+            .ok()?;
+        self.value_times(i)
+    }
+
+    /// Each value of the leading tag with the oldest and newest time of its rows.
+    pub fn all_value_times(&self) -> impl Iterator<Item = (Option<&str>, (i64, i64))> + '_ {
+        (0..self.values.len())
+            .filter_map(|i| Some((self.values[i].as_deref(), self.value_times(i)?)))
+    }
+
+    /// The time range of the series in the run of `values[i]`.
+    fn value_times(&self, i: usize) -> Option<(i64, i64)> {
+        let (start, end) = (self.value_starts[i], self.value_starts[i + 1]);
+        let first = self.series_starts.partition_point(|s| *s < start);
+        let mut range: Option<(i64, i64)> = None;
+        let mut series = first;
+        while series + 1 < self.series_starts.len() && self.series_starts[series] < end {
+            let (oldest, newest) = self.series_times[series];
+            range = Some(match range {
+                Some((lo, hi)) => (lo.min(oldest), hi.max(newest)),
+                None => (oldest, newest),
+            });
+            series += 1;
+        }
+        range
+    }
+
     /// The last row of each series, ascending: its newest point (a series' rows are in
     /// time order).
     pub fn last_rows(&self) -> Vec<Range<usize>> {
@@ -537,6 +570,26 @@ mod tests {
                 .is_empty()
         );
         assert!(index.rows(None, -10, -1).is_empty());
+    }
+
+    #[test]
+    fn time_ranges_per_leading_value_agree_with_the_rows() {
+        let batch = sorted_batch(5_000, 13);
+        let index = SeriesIndex::build(&batch, &key())
+            .expect("built")
+            .expect("indexed");
+        let expected = crate::tag_times::TagTimes::of_batch(&batch, "host").expect("times");
+        let listed: Vec<_> = index.all_value_times().collect();
+        assert_eq!(listed.len(), expected.times.len());
+        for (value, range) in listed {
+            assert_eq!(
+                expected.times[&value.map(str::to_string)],
+                range,
+                "{value:?}"
+            );
+            assert_eq!(index.times_of(value), Some(range));
+        }
+        assert_eq!(index.times_of(Some("zz")), None);
     }
 
     #[test]

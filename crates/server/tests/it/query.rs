@@ -706,3 +706,62 @@ async fn overlapping_chunks_merge_only_where_they_meet() {
     let plan = crate::common::explain(&client, early).await;
     assert!(!plan.contains("MergeChunksExec"), "{plan}");
 }
+
+/// After a bulk load, the buffer's rows of each host follow that host's rows in the
+/// newest file though the two time ranges meet: nothing can be a duplicate, so nothing is
+/// merged and `count(*)` comes from row counts. A point written again still merges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_that_share_no_series_time_are_read_as_they_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = |t: i64| t * 1_000_000_000;
+    let lines = |host: &str, range: std::ops::RangeInclusive<i64>| {
+        range
+            .map(|t| format!("cpu,host={host} user={t} {}", second(t)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // The file: a at 1..10, b at 1..5.
+    let server = TestServer::start_with(dir.path(), &["--compaction-interval", "0"]);
+    server
+        .write(
+            "ld",
+            &format!("{}\n{}", lines("a", 1..=10), lines("b", 1..=5)),
+        )
+        .await;
+    server.stop();
+    // The buffer: a at 11..20, b at 6..20, so its time range starts inside the file's.
+    let server = TestServer::start_with(dir.path(), &["--compaction-interval", "0"]);
+    server
+        .write(
+            "ld",
+            &format!("{}\n{}", lines("a", 11..=20), lines("b", 6..=20)),
+        )
+        .await;
+    let client = server.pg("ld").await;
+    let count = "SELECT count(*) FROM cpu";
+    assert_eq!(text_rows(&client, count).await, ["40"]);
+    let plan = crate::common::explain(&client, count).await;
+    assert!(!plan.contains("MergeChunksExec"), "{plan}");
+    assert!(
+        !plan.contains("DataSourceExec"),
+        "answered from row counts: {plan}"
+    );
+    let window = "SELECT count(*), sum(user) FROM cpu WHERE time BETWEEN '1970-01-01 00:00:04' AND '1970-01-01 00:00:12'";
+    assert_eq!(text_rows(&client, window).await, ["18 144"]);
+    // b at 3 again, inside the file's range of b: those times merge, and only those.
+    server
+        .write("ld", &format!("cpu,host=b user=333 {}", second(3)))
+        .await;
+    assert_eq!(text_rows(&client, count).await, ["40"]);
+    let plan = crate::common::explain(&client, count).await;
+    assert!(plan.contains("MergeChunksExec"), "{plan}");
+    assert_eq!(
+        text_rows(&client, "SELECT sum(user) FROM cpu WHERE host = 'b'").await,
+        [format!("{}", (1..=20).sum::<i64>() - 3 + 333)]
+    );
+    assert_eq!(text_rows(&client, window).await, ["18 144"]);
+    let early = "SELECT count(*), sum(user) FROM cpu WHERE time < '1970-01-01 00:00:03'";
+    assert_eq!(text_rows(&client, early).await, ["4 6"]);
+    let plan = crate::common::explain(&client, early).await;
+    assert!(!plan.contains("MergeChunksExec"), "{plan}");
+}
