@@ -17,6 +17,7 @@ pub mod insert;
 pub mod last_point;
 pub mod newest_buckets;
 mod parquet_reader;
+mod row_count;
 pub use parquet_reader::LocalFiles;
 pub mod pg_catalog_overrides;
 pub mod physical_reuse;

@@ -21,6 +21,7 @@ use crate::chunk_merge::{
 use crate::delete::DeleteExec;
 use crate::insert::InsertSink;
 use crate::parquet_reader::reader_factory;
+use crate::row_count::CountedScanExec;
 use crate::scan_size::overlap_fraction;
 use crate::series_rows::{ParquetScan, indexed_rows, load_layouts};
 use datafusion::arrow::datatypes::DataType;
@@ -111,6 +112,13 @@ impl ChronosTable {
         let Some(snapshot) = snapshot else {
             return Ok(None);
         };
+        let snapshot_key = snapshot_key(
+            &self.database,
+            &self.name,
+            &snapshot.files,
+            snapshot.buffered.iter().map(|b| b.num_rows()).sum(),
+            snapshot.buffer_sequence,
+        );
         let mut bounds = TimeBounds::from_filters(filters);
         // Files wholly older than the retention period are already left out of the
         // snapshot; one that straddles the cutoff still holds older rows.
@@ -139,6 +147,7 @@ impl ChronosTable {
             }
         }
         Ok(Some(Selection {
+            snapshot_key,
             table_schema: snapshot.schema,
             cutoff,
             chunks,
@@ -498,6 +507,7 @@ impl TableProvider for ChronosTable {
         }
         let Selection {
             table_schema,
+            snapshot_key,
             cutoff,
             chunks,
         } = selection;
@@ -528,9 +538,11 @@ impl TableProvider for ChronosTable {
         let mut plain_files = Vec::new();
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let bounds = TimeBounds::from_filters(filters);
+        let mut merges = false;
         for group in overlap_groups(chunks) {
             let windows = windows_to_merge(&self.engine, &group, &bounds);
             if !windows.is_empty() {
+                merges = true;
                 plans.extend(
                     self.overlapping_group(
                         state,
@@ -584,15 +596,42 @@ impl TableProvider for ChronosTable {
         };
         match cutoff {
             Some(cutoff) => drop_expired(state, plan, cutoff, projection != requested),
+            // The whole table, merged: its row count is known only once counted.
+            None if merges && filters.is_empty() => Ok(Arc::new(CountedScanExec::new(
+                plan,
+                self.engine.clone(),
+                snapshot_key,
+            ))),
             None => Ok(plan),
         }
     }
+}
+
+/// A name for what a snapshot of a table holds: its files (immutable) and its buffer,
+/// which only grows between two WAL sequences.
+fn snapshot_key(
+    database: &str,
+    table: &str,
+    files: &[ParquetFile],
+    buffered_rows: usize,
+    buffer_sequence: u64,
+) -> String {
+    let mut ids: Vec<u64> = files.iter().map(|f| f.id).collect();
+    ids.sort_unstable();
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+    format!(
+        "{database}\u{0}{table}\u{0}{buffer_sequence}\u{0}{buffered_rows}\u{0}{}",
+        ids.join(",")
+    )
 }
 
 /// The chunks a scan reads (see [`ChronosTable::select`]).
 struct Selection {
     /// The table's schema now: it may have gained columns since the provider was made.
     table_schema: TableSchema,
+    /// What the snapshot holds, by name: files, buffered rows and the buffer's sequence
+    /// (see `row_count`).
+    snapshot_key: String,
     /// The retention cutoff, when a file of the table still holds rows older than it.
     cutoff: Option<i64>,
     chunks: Vec<Chunk>,

@@ -7,6 +7,7 @@
 //! them durable with one fsync, applies them to the buffer in log order, then acknowledges
 //! each. A write is thus acknowledged only when it is both durable and visible to queries.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +80,9 @@ pub struct TableSnapshot {
     pub buffered: Vec<RecordBatch>,
     /// Whether `buffered` may hold a point twice and must be merged before use.
     pub buffered_may_have_duplicates: bool,
+    /// The highest WAL sequence applied to the buffer: with the files and the buffered
+    /// row count, it names what the snapshot holds.
+    pub buffer_sequence: u64,
     /// The time ranges of `buffered` per value of the leading tag of the files it
     /// overlaps in time (see `tag_times`); `None` when no such file's layout is at hand.
     pub buffered_tag_times: Option<TagTimes>,
@@ -139,6 +143,9 @@ pub struct Engine {
     newest_rows: parking_lot::Mutex<FileCache<RecordBatch>>,
     /// Each Parquet file's series index and schema, for opening it fast.
     layouts: parking_lot::Mutex<FileCache<FileLayout>>,
+    /// Row counts of tables whose chunks overlap, by what they held when counted (see
+    /// [`Engine::remember_row_count`]).
+    row_counts: parking_lot::Mutex<HashMap<String, u64>>,
     /// Files running backups still copy, kept until their lease ends.
     pins: parking_lot::Mutex<Pins>,
     persist_wakeup: Arc<Notify>,
@@ -267,6 +274,7 @@ impl Engine {
                 LAYOUT_CACHE_BYTES,
                 FileLayout::memory_size,
             )),
+            row_counts: parking_lot::Mutex::default(),
             pins: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
@@ -406,6 +414,22 @@ impl Engine {
         self.layouts.lock().insert(path, layout);
     }
 
+    /// The row count remembered under `key` (see [`Engine::remember_row_count`]).
+    pub fn known_row_count(&self, key: &str) -> Option<u64> {
+        self.row_counts.lock().get(key).copied()
+    }
+
+    /// Remembers the row count of what `key` names. The key must name data that never
+    /// changes (immutable files, and the buffer at one WAL sequence); up to
+    /// [`ROW_COUNTS_LIMIT`] are kept, all forgotten beyond.
+    pub fn remember_row_count(&self, key: String, rows: u64) {
+        let mut counts = self.row_counts.lock();
+        if counts.len() >= ROW_COUNTS_LIMIT {
+            counts.clear();
+        }
+        counts.insert(key, rows);
+    }
+
     /// Remembers a file's newest row per series; the oldest entries are forgotten beyond
     /// [`NEWEST_ROWS_LIMIT`] rows in all (a forgotten file is read again when asked).
     pub fn remember_newest_rows(&self, path: String, rows: RecordBatch) {
@@ -449,6 +473,7 @@ impl Engine {
         };
         let (mut buffered, buffered_may_have_duplicates) =
             buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+        let buffer_sequence = buffer.max_sequence();
         let extent = buffer.table_extent(database, table);
         let buffer_min_time = extent.map(|(_, lo, _)| lo);
         // Only a file the buffer overlaps in time needs telling apart from it.
@@ -485,6 +510,7 @@ impl Engine {
             files,
             buffered,
             buffered_may_have_duplicates,
+            buffer_sequence,
             buffered_tag_times,
             retention_cutoff,
         }))
@@ -1066,6 +1092,8 @@ async fn remove_unreferenced_files(catalog: &Catalog, store: &dyn ObjectStore) -
 
 /// Rows kept in the newest-rows cache across all files (one per series per file).
 pub const NEWEST_ROWS_LIMIT: usize = 4_000_000;
+/// How many table row counts the engine remembers at most.
+pub const ROW_COUNTS_LIMIT: usize = 1024;
 
 /// The WAL thread: group commit, then apply to the buffer in log order, then acknowledge.
 fn wal_thread(

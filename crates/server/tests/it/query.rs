@@ -752,9 +752,27 @@ async fn chunks_that_share_no_series_time_are_read_as_they_are() {
     server
         .write("ld", &format!("cpu,host=b user=333 {}", second(3)))
         .await;
-    assert_eq!(text_rows(&client, count).await, ["40"]);
     let plan = crate::common::explain(&client, count).await;
     assert!(plan.contains("MergeChunksExec"), "{plan}");
+    assert_eq!(text_rows(&client, count).await, ["40"]);
+    // Counted once, the same snapshot's count is known: answered without reading.
+    let plan = crate::common::explain(&client, count).await;
+    assert!(!plan.contains("DataSourceExec"), "{plan}");
+    assert_eq!(text_rows(&client, count).await, ["40"]);
+    // A LIMIT stops the scan early: what it read is no count of the table.
+    server
+        .write("ld", &format!("cpu,host=c user=1 {}", second(3)))
+        .await;
+    let limited = text_rows(&client, "SELECT user FROM cpu LIMIT 1").await;
+    assert_eq!(limited.len(), 1);
+    let plan = crate::common::explain(&client, count).await;
+    assert!(plan.contains("MergeChunksExec"), "{plan}");
+    // A top-k query reads every row (no filter reaches a counted scan): its count holds.
+    let newest = "SELECT host, user FROM cpu ORDER BY time DESC, host LIMIT 1";
+    assert_eq!(text_rows(&client, newest).await, ["a 20"]);
+    let plan = crate::common::explain(&client, count).await;
+    assert!(plan.contains("41 as count(*)"), "{plan}");
+    assert_eq!(text_rows(&client, count).await, ["41"]);
     assert_eq!(
         text_rows(&client, "SELECT sum(user) FROM cpu WHERE host = 'b'").await,
         [format!("{}", (1..=20).sum::<i64>() - 3 + 333)]
