@@ -142,7 +142,7 @@ impl ChronosTable {
                     lo,
                     hi,
                     repeats: snapshot.buffered_may_have_duplicates,
-                    tag_times: snapshot.buffered_tag_times.map(Arc::new),
+                    tag_times: snapshot.buffered_tag_times,
                 }));
             }
         }

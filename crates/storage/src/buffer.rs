@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::tag_times::{TagTimes, TagTimesSlot};
+use crate::tag_times::{TagTimes, TagTimesCache};
 use crate::write_batch::TableBatch;
 
 /// Small batches are merged once a table has this many of them.
@@ -56,8 +56,8 @@ impl Hasher for KeyHasher {
 #[derive(Debug, Default, Clone)]
 pub struct TableBuffer {
     pub batches: Vec<RecordBatch>,
-    /// Each batch's time ranges per tag value, once a query asked (see `tag_times`).
-    tag_times: Vec<TagTimesSlot>,
+    /// The batches' time ranges per tag value, once a query asked (see `tag_times`).
+    tag_times: TagTimesCache,
     /// Hashes of every buffered (series, time) key, to notice a point written twice.
     keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// True once some key was seen twice (or two keys collided): queries must then merge
@@ -88,7 +88,6 @@ impl TableBuffer {
         self.rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size();
         self.batches.push(batch);
-        self.tag_times.push(TagTimesSlot::default());
         self.merge_small_batches()
     }
 
@@ -103,7 +102,6 @@ impl TableBuffer {
             return Ok(());
         }
         let small: Vec<RecordBatch> = self.batches.drain(first_small..).collect();
-        self.tag_times.truncate(first_small);
         let schema = small
             .last()
             .map(|b| b.schema())
@@ -120,7 +118,6 @@ impl TableBuffer {
                 .sum::<usize>(),
         ) + merged.get_array_memory_size();
         self.batches.push(merged);
-        self.tag_times.push(TagTimesSlot::default());
         Ok(())
     }
 }
@@ -281,27 +278,25 @@ impl WriteBuffer {
     }
 
     /// The time ranges per value of `tag` of a table's buffered rows (`None` when there
-    /// are none), each batch's computed once while it is buffered.
+    /// are none), each row's folded in once while it is buffered.
     pub fn table_tag_times(
         &self,
         database: &str,
         table: &str,
         tag: &str,
-    ) -> Result<Option<TagTimes>> {
+    ) -> Result<Option<Arc<TagTimes>>> {
         let key = (database.to_string(), table.to_string());
-        let mut out: Option<TagTimes> = None;
+        let mut out: Option<Arc<TagTimes>> = None;
         let generations = self
             .persisting
             .iter()
             .map(|(_, g)| g.as_ref())
             .chain(std::iter::once(&self.active));
         for buffer in generations.filter_map(|g| g.tables.get(&key)) {
-            for (batch, slot) in buffer.batches.iter().zip(&buffer.tag_times) {
-                let times = slot.get(batch, tag)?;
-                match &mut out {
-                    Some(out) => out.extend(&times),
-                    None => out = Some(times.as_ref().clone()),
-                }
+            let times = buffer.tag_times.get(&buffer.batches, tag)?;
+            match &mut out {
+                Some(out) => Arc::make_mut(out).extend(&times),
+                None => out = Some(times),
             }
         }
         Ok(out)

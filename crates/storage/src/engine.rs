@@ -85,7 +85,7 @@ pub struct TableSnapshot {
     pub buffer_sequence: u64,
     /// The time ranges of `buffered` per value of the leading tag of the files it
     /// overlaps in time (see `tag_times`); `None` when no such file's layout is at hand.
-    pub buffered_tag_times: Option<TagTimes>,
+    pub buffered_tag_times: Option<Arc<TagTimes>>,
     /// The database's retention cutoff (ns) when it has a retention period: files wholly
     /// older are left out and older buffered rows removed, but a file that straddles it
     /// still holds older rows, which readers must filter out.

@@ -95,20 +95,45 @@ impl TagTimes {
     }
 }
 
-/// A buffered batch's [`TagTimes`], computed when a query first asks (for the tag it
-/// asks for) and kept while the batch is buffered.
-#[derive(Debug, Default, Clone)]
-pub struct TagTimesSlot(Arc<parking_lot::Mutex<Option<Arc<TagTimes>>>>);
+/// The [`TagTimes`] of one table's buffered batches in one generation, computed when a
+/// query first asks (for the tag it asks for) and then extended by the rows written since:
+/// batches only grow at the end (merging small batches keeps the rows in order), so the
+/// rows already folded in are always the first ones.
+#[derive(Debug, Default)]
+pub struct TagTimesCache(parking_lot::Mutex<Option<(Arc<TagTimes>, usize)>>);
 
-impl TagTimesSlot {
-    /// The ranges of `batch` by `tag`, from the slot when it holds them for that tag.
-    pub fn get(&self, batch: &RecordBatch, tag: &str) -> Result<Arc<TagTimes>> {
-        let mut slot = self.0.lock();
-        if let Some(times) = slot.as_ref().filter(|t| t.tag == tag) {
-            return Ok(times.clone());
+impl Clone for TagTimesCache {
+    /// A copy starts empty: it may be given other batches.
+    fn clone(&self) -> Self {
+        TagTimesCache::default()
+    }
+}
+
+impl TagTimesCache {
+    /// The ranges of `batches` by `tag`.
+    pub fn get(&self, batches: &[RecordBatch], tag: &str) -> Result<Arc<TagTimes>> {
+        let mut cached = self.0.lock();
+        let (mut times, folded) = match cached.take() {
+            Some((times, folded)) if times.tag == tag => (times, folded),
+            _ => (
+                Arc::new(TagTimes {
+                    tag: tag.to_string(),
+                    times: HashMap::new(),
+                }),
+                0,
+            ),
+        };
+        let mut start = 0;
+        for batch in batches {
+            let end = start + batch.num_rows();
+            if end > folded {
+                let skip = folded.saturating_sub(start);
+                let new_rows = batch.slice(skip, batch.num_rows() - skip);
+                Arc::make_mut(&mut times).extend(&TagTimes::of_batch(&new_rows, tag)?);
+            }
+            start = end;
         }
-        let times = Arc::new(TagTimes::of_batch(batch, tag)?);
-        *slot = Some(times.clone());
+        *cached = Some((times.clone(), start.max(folded)));
         Ok(times)
     }
 }
@@ -169,6 +194,20 @@ mod tests {
             assert_eq!(got.times[&Some("b".to_string())], (3, 3));
             assert_eq!(got.times[&None], (9, 9));
         }
+        // The cache folds in only the rows written since it was last asked.
+        let cache = TagTimesCache::default();
+        let hosts = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let first = batch(hosts(vec!["a", "b"]), &[10, 20]);
+        let got = cache
+            .get(std::slice::from_ref(&first), "host")
+            .expect("times");
+        assert_eq!(got.times[&Some("a".to_string())], (10, 10));
+        let merged = batch(hosts(vec!["a", "b", "a"]), &[10, 20, 30]);
+        let got = cache
+            .get(&[merged, batch(hosts(vec!["b"]), &[5])], "host")
+            .expect("times");
+        assert_eq!(got.times[&Some("a".to_string())], (10, 30));
+        assert_eq!(got.times[&Some("b".to_string())], (5, 20));
         let strings = Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef;
         let without = TagTimes::of_batch(&batch(strings, &[4, 2]), "region").expect("times");
         assert_eq!(without.times[&None], (2, 4));
