@@ -112,13 +112,16 @@ impl ChronosTable {
         let Some(snapshot) = snapshot else {
             return Ok(None);
         };
-        let snapshot_key = snapshot_key(
-            &self.database,
-            &self.name,
-            &snapshot.files,
-            snapshot.buffered.iter().map(|b| b.num_rows()).sum(),
-            snapshot.buffer_sequence,
-        );
+        // Only a scan of the whole table may be counted (see `row_count`).
+        let snapshot_key = filters.is_empty().then(|| {
+            snapshot_key(
+                &self.database,
+                &self.name,
+                &snapshot.files,
+                snapshot.buffered.iter().map(|b| b.num_rows()).sum(),
+                snapshot.buffer_sequence,
+            )
+        });
         let mut bounds = TimeBounds::from_filters(filters);
         // Files wholly older than the retention period are already left out of the
         // snapshot; one that straddles the cutoff still holds older rows.
@@ -597,12 +600,14 @@ impl TableProvider for ChronosTable {
         match cutoff {
             Some(cutoff) => drop_expired(state, plan, cutoff, projection != requested),
             // The whole table, merged: its row count is known only once counted.
-            None if merges && filters.is_empty() => Ok(Arc::new(CountedScanExec::new(
-                plan,
-                self.engine.clone(),
-                snapshot_key,
-            ))),
-            None => Ok(plan),
+            None => match snapshot_key {
+                Some(key) if merges => Ok(Arc::new(CountedScanExec::new(
+                    plan,
+                    self.engine.clone(),
+                    key,
+                ))),
+                _ => Ok(plan),
+            },
         }
     }
 }
@@ -630,8 +635,8 @@ struct Selection {
     /// The table's schema now: it may have gained columns since the provider was made.
     table_schema: TableSchema,
     /// What the snapshot holds, by name: files, buffered rows and the buffer's sequence
-    /// (see `row_count`).
-    snapshot_key: String,
+    /// (see `row_count`); only for a scan with no filter.
+    snapshot_key: Option<String>,
     /// The retention cutoff, when a file of the table still holds rows older than it.
     cutoff: Option<i64>,
     chunks: Vec<Chunk>,
