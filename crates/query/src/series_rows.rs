@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chronosdb_catalog::ParquetFile;
 use chronosdb_storage::Engine;
-use chronosdb_storage::series_index::{FOOTER_KEY, FileLayout, SeriesIndex};
+use chronosdb_storage::series_index::{FileLayout, SeriesIndex};
 use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
@@ -140,22 +140,8 @@ pub(crate) async fn load_layouts(
 
 /// The index in a file's footer, if it has a usable one.
 fn footer_index(metadata: &ParquetMetaData, path: &str) -> Option<SeriesIndex> {
-    let text = metadata
-        .file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|kv| kv.key == FOOTER_KEY)?
-        .value
-        .as_deref()?;
-    match SeriesIndex::decode(text) {
-        Ok(index) if index.row_count() as i64 == metadata.file_metadata().num_rows() => Some(index),
-        Ok(_) => {
-            tracing::warn!(
-                path,
-                "a file's series index does not count its rows; not used"
-            );
-            None
-        }
+    match SeriesIndex::from_footer(metadata) {
+        Ok(index) => index,
         Err(error) => {
             tracing::warn!(path, %error, "not using a file's series index");
             None

@@ -8,7 +8,17 @@
 //! holds `min_files` files, which are merged into one file of the next tier. A partition
 //! whose day ended more than an hour ago merges all its small files at once. One merge
 //! reads at most the target size (and [`MAX_MERGE_ROWS`] rows) of input, and holds at most
-//! [`MERGE_SLICE_ROWS`] of them decoded at a time (it merges one time slice after another).
+//! about [`MERGE_SLICE_ROWS`] of them decoded at a time.
+//!
+//! Slices: a merge of more rows than that goes slice by slice. When every input has a
+//! series index on the same leading tag (the host, typically), a slice is a run of that
+//! tag's values: the rows of each input for those values are one contiguous range, and the
+//! merged slices follow one another in sort order, so they are written into *one* file,
+//! sorted as a whole. A query for a few series then reads one stretch of one file, however
+//! many files the partition was written as. Otherwise (no index, or one value holding more
+//! than a slice) a slice is a time range and each makes its own file; when such a merge
+//! would only rewrite files that are already a slice each and do not overlap, it is not
+//! done, and those files are left out of later merges ([`Engine::settled_files`]).
 //!
 //! Correctness: a point written again replaces the older one field by field, and files
 //! are merged in write order, so the merged file holds what the inputs said together. It
@@ -37,12 +47,14 @@ use crate::crash_point;
 use crate::engine::{Engine, now_nanos};
 use crate::error::{Result, StorageError};
 use crate::persist::{
-    EncodedFile, PARTITION_NANOS, decode_aligned_between, encode_file, for_each_time_batch,
-    sort_and_merge_by, sort_key, times,
+    EncodedFile, FileWriter, PARTITION_NANOS, decode_aligned_between, decode_aligned_rows,
+    encode_file, for_each_time_batch, sort_and_merge_by, sort_key, times,
 };
+use crate::series_index::SeriesIndex;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Most rows one merge reads (it decodes them [`MERGE_SLICE_ROWS`] at a time).
-pub const MAX_MERGE_ROWS: u64 = 8_000_000;
+pub const MAX_MERGE_ROWS: u64 = 32_000_000;
 /// Files below this size are in the lowest tier.
 const TIER_BASE_BYTES: u64 = 1 << 20;
 /// A partition is cold, and merged whole, this long after its day ended.
@@ -95,15 +107,15 @@ fn tier(size: u64, fanout: u64) -> u32 {
 
 /// Chooses the files of one partition to merge, in write order, or `None`. `cold`: the
 /// partition no longer receives data in the normal course, so every small file is merged.
+/// `settled`: files a merge would not make bigger (see [`merge`]), left alone unless
+/// another file overlaps them.
 pub(crate) fn pick(
     files: &[ParquetFile],
     config: &CompactionConfig,
     cold: bool,
+    settled: &std::collections::HashSet<u64>,
 ) -> Option<Vec<ParquetFile>> {
     let min_files = config.min_files.max(2);
-    // A file a merge would not make bigger (a sliced merge's outputs hold about a slice
-    // each) is left alone unless another file overlaps it; merging it again would only
-    // rewrite it.
     let overlaps_another = |f: &ParquetFile| {
         files
             .iter()
@@ -112,7 +124,7 @@ pub(crate) fn pick(
     let mut small: Vec<&ParquetFile> = files
         .iter()
         .filter(|f| {
-            (f.size_bytes < config.target_bytes / 2 && f.row_count < MERGE_SLICE_ROWS / 2)
+            (f.size_bytes < config.target_bytes / 2 && !settled.contains(&f.id))
                 || overlaps_another(f)
         })
         .collect();
@@ -175,18 +187,144 @@ const SLICE_BINS: i64 = 4096;
 /// than [`MERGE_SLICE_ROWS`] rows in all are merged slice by slice: the rows of every input
 /// within one time range, then the next range (a point's writes share its time, so each
 /// lands in one slice); outputs never overlap in time.
+///
+/// More than [`MERGE_SLICE_ROWS`] rows whose inputs all have a series index on the same
+/// leading tag are merged in runs of that tag's values instead, into one file (see the
+/// module documentation). `None`: the merge would only rewrite `inputs` as they are (time
+/// slices that are already a slice each and do not overlap).
 fn merge(
     inputs: Vec<Bytes>,
+    inputs_meta: &[ParquetFile],
     partition_start: i64,
     schema: &TableSchema,
     rows_per_file: usize,
     rows_in: u64,
-) -> Result<Vec<EncodedFile>> {
-    let slice_rows = match rows_in > MERGE_SLICE_ROWS {
-        true => Some(MERGE_SLICE_ROWS),
-        false => None,
+) -> Result<Option<Vec<EncodedFile>>> {
+    if rows_in <= MERGE_SLICE_ROWS {
+        return merge_in_slices(inputs, partition_start, schema, rows_per_file, None).map(Some);
+    }
+    if let Some(slices) = value_slices(&inputs, MERGE_SLICE_ROWS)? {
+        return merge_in_value_slices(inputs, partition_start, schema, slices).map(Some);
+    }
+    let disjoint = inputs_meta.iter().all(|f| {
+        inputs_meta
+            .iter()
+            .all(|g| g.id == f.id || g.max_time < f.min_time || g.min_time > f.max_time)
+    });
+    if disjoint && inputs_meta.iter().all(|f| f.row_count >= MERGE_SLICE_ROWS / 2) {
+        return Ok(None);
+    }
+    merge_in_slices(
+        inputs,
+        partition_start,
+        schema,
+        rows_per_file,
+        Some(MERGE_SLICE_ROWS),
+    )
+    .map(Some)
+}
+
+/// How a merge in runs of the leading tag's values goes: the inputs' indexes, and the
+/// slices as ranges of values (`lo..=hi`, `None` sorting first).
+struct ValueSlices {
+    tag: String,
+    indexes: Vec<SeriesIndex>,
+    slices: Vec<(Option<String>, Option<String>)>,
+}
+
+/// Cuts the inputs' leading-tag values into runs of at most `rows_per_slice` rows in all;
+/// `None` when an input has no usable series index, the inputs lead with different tags,
+/// or one value alone holds more rows than a slice.
+fn value_slices(inputs: &[Bytes], rows_per_slice: u64) -> Result<Option<ValueSlices>> {
+    let mut indexes = Vec::with_capacity(inputs.len());
+    for bytes in inputs {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+        match SeriesIndex::from_footer(builder.metadata()) {
+            Ok(Some(index)) => indexes.push(index),
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+    let Some(tag) = indexes.first().map(|i| i.tag().to_string()) else {
+        return Ok(None);
     };
-    merge_in_slices(inputs, partition_start, schema, rows_per_file, slice_rows)
+    if indexes.iter().any(|i| i.tag() != tag) {
+        return Ok(None);
+    }
+    let mut rows_of: std::collections::BTreeMap<Option<&str>, u64> = Default::default();
+    for index in &indexes {
+        for (value, rows) in index.value_rows() {
+            *rows_of.entry(value).or_default() += rows as u64;
+        }
+    }
+    if rows_of.values().any(|rows| *rows > rows_per_slice) {
+        return Ok(None);
+    }
+    let mut slices = Vec::new();
+    let mut current: Option<(Option<&str>, Option<&str>, u64)> = None;
+    for (value, rows) in rows_of {
+        current = match current {
+            Some((lo, hi, in_slice)) if in_slice + rows > rows_per_slice => {
+                slices.push((lo.map(str::to_string), hi.map(str::to_string)));
+                Some((value, value, rows))
+            }
+            Some((lo, _, in_slice)) => Some((lo, value, in_slice + rows)),
+            None => Some((value, value, rows)),
+        };
+    }
+    if let Some((lo, hi, _)) = current {
+        slices.push((lo.map(str::to_string), hi.map(str::to_string)));
+    }
+    Ok(Some(ValueSlices {
+        tag,
+        indexes,
+        slices,
+    }))
+}
+
+/// [`merge`] in runs of the leading tag's values, into one file sorted as a whole.
+fn merge_in_value_slices(
+    inputs: Vec<Bytes>,
+    partition_start: i64,
+    schema: &TableSchema,
+    plan: ValueSlices,
+) -> Result<Vec<EncodedFile>> {
+    let arrow_schema = schema.arrow_schema();
+    let mut key: Option<Vec<String>> = None;
+    let mut writer: Option<FileWriter> = None;
+    for (lo, hi) in &plan.slices {
+        let parts = inputs
+            .iter()
+            .zip(&plan.indexes)
+            .map(|(bytes, index)| {
+                let rows = index.rows_of_values(lo.as_deref(), hi.as_deref());
+                decode_aligned_rows(bytes.clone(), &arrow_schema, rows)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let all = concat_batches(&arrow_schema, &parts)?;
+        drop(parts);
+        if all.num_rows() == 0 {
+            continue;
+        }
+        // One key for the whole file: the indexed tag first, the others as the first
+        // slice's cardinalities order them.
+        let key = key.get_or_insert_with(|| {
+            let mut key = sort_key(&all, schema);
+            key.retain(|t| *t != plan.tag);
+            key.insert(0, plan.tag.clone());
+            key
+        });
+        let merged = sort_and_merge_by(&all, key)?;
+        drop(all);
+        let writer = match writer.as_mut() {
+            Some(writer) => writer,
+            None => writer.insert(FileWriter::new(partition_start, &arrow_schema, key)?),
+        };
+        writer.write(&merged)?;
+    }
+    Ok(match writer {
+        Some(writer) => writer.finish()?.into_iter().collect(),
+        None => Vec::new(),
+    })
 }
 
 /// [`merge`], in time slices of about `slice_rows` rows (`None`: all at once).
@@ -317,7 +455,9 @@ impl Engine {
                         .cloned()
                         .collect();
                     let cold = partition.saturating_add(PARTITION_NANOS + COLD_AFTER_NANOS) < now;
-                    let Some(inputs) = pick(&files, &self.config().compaction, cold) else {
+                    let settled = self.settled_files().lock().clone();
+                    let Some(inputs) = pick(&files, &self.config().compaction, cold, &settled)
+                    else {
                         continue;
                     };
                     self.merge_files(database, table, partition, inputs, &mut outcome)
@@ -362,11 +502,25 @@ impl Engine {
         let bytes_per_row = (bytes_in as f64 / rows_in as f64).max(1.0);
         let target = self.config().compaction.target_bytes as f64;
         let rows_per_file = ((target / bytes_per_row) as u64).clamp(1, MAX_MERGE_ROWS) as usize;
+        let inputs_meta = inputs.clone();
         let merged = tokio::task::spawn_blocking(move || {
-            merge(contents, partition, &schema, rows_per_file, rows_in)
+            merge(
+                contents,
+                &inputs_meta,
+                partition,
+                &schema,
+                rows_per_file,
+                rows_in,
+            )
         })
         .await
         .map_err(|e| StorageError::Arrow(format!("compaction task failed: {e}")))??;
+        let Some(merged) = merged else {
+            self.settled_files()
+                .lock()
+                .extend(inputs.iter().map(|f| f.id));
+            return Ok(());
+        };
         // The merged files stand where the newest of their inputs did in write order.
         let write_order = inputs.iter().map(ParquetFile::write_order).max();
         let merged = merged.into_iter().map(|f| (f, write_order)).collect();
@@ -468,12 +622,12 @@ mod tests {
         let files: Vec<_> = (1..=3)
             .map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
-        assert!(pick(&files, &config(), false).is_none());
-        assert_eq!(ids(pick(&files, &config(), true)), vec![1, 2, 3]);
+        assert!(pick(&files, &config(), false, &Default::default()).is_none());
+        assert_eq!(ids(pick(&files, &config(), true, &Default::default())), vec![1, 2, 3]);
         let mut files = files;
         files.push(file(4, 1000, 40, 45));
         files.push(file(5, 40 << 20, 0, 100)); // large: not merged again
-        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4]);
+        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -483,7 +637,7 @@ mod tests {
             .map(|i| file(i, 2 << 20, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
         files.extend((5..=7).map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5)));
-        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4]);
+        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -497,7 +651,7 @@ mod tests {
             file(5, 1000, 30, 40),
             file(6, 40 << 20, 100, 200), // no overlap: stays out
         ];
-        assert_eq!(ids(pick(&files, &config(), false)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4, 5]);
     }
 
     #[test]
@@ -509,7 +663,7 @@ mod tests {
         let files: Vec<_> = (1..=6)
             .map(|i| file(i, 3000, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
-        assert_eq!(ids(pick(&files, &config, true)), vec![1, 2, 3]);
+        assert_eq!(ids(pick(&files, &config, true, &Default::default())), vec![1, 2, 3]);
     }
 
     #[test]
@@ -593,20 +747,125 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_in_runs_of_hosts_writes_one_sorted_indexed_file() {
+        use crate::persist::{decode_aligned, sort_and_merge};
+        use chronosdb_line_protocol::Precision;
+        let catalog = chronosdb_catalog::Catalog::default();
+        let encode = |body: String| {
+            let write = crate::write_batch::prepare_write(
+                &catalog,
+                "db",
+                body.as_bytes(),
+                Precision::Nanosecond,
+                0,
+                &[],
+                &crate::write_batch::WriteLimits::DEFAULT,
+            )
+            .expect("prepare");
+            let schema = catalog
+                .snapshot()
+                .table("db", "cpu")
+                .expect("table")
+                .schema
+                .clone();
+            let batches: Vec<_> = write.batches.into_iter().map(|b| b.batch).collect();
+            let all = concat_batches(&batches[0].schema(), &batches).expect("concat");
+            let key = sort_key(&all, &schema);
+            let sorted = sort_and_merge(&all, &schema).expect("sort");
+            Bytes::from(encode_file(0, &sorted, &key).expect("encode").bytes)
+        };
+        // Ten hosts, two regions. File 1: t = 1..=40 (x); file 2: t = 30..=60 (y), which
+        // writes the points at 30..=40 again; file 3: t = 61..=70 (x), hosts h5..h9 only.
+        let lines = |hosts: std::ops::Range<u32>, times: std::ops::RangeInclusive<u32>, f: &str| {
+            let mut body = String::new();
+            for t in times {
+                for h in hosts.clone() {
+                    body.push_str(&format!("cpu,host=h{h},region=r{} {f}={t} {t}\n", h % 2));
+                }
+            }
+            body
+        };
+        let inputs = vec![
+            encode(lines(0..10, 1..=40, "x")),
+            encode(lines(0..10, 30..=60, "y")),
+            encode(lines(5..10, 61..=70, "x")),
+        ];
+        let schema = catalog
+            .snapshot()
+            .table("db", "cpu")
+            .expect("table")
+            .schema
+            .clone();
+        let arrow_schema = schema.arrow_schema();
+        let plan = value_slices(&inputs, 150).expect("slices").expect("indexed");
+        assert_eq!(plan.tag, "host");
+        assert!(plan.slices.len() >= 4, "{} slices", plan.slices.len());
+        let whole = merge_in_slices(inputs.clone(), 0, &schema, usize::MAX, None).expect("merge");
+        let sliced = merge_in_value_slices(inputs, 0, &schema, plan).expect("merge");
+        assert_eq!(sliced.len(), 1);
+        let file = &sliced[0];
+        // Hosts h0..h4 at 1..=60, h5..h9 at 1..=70, each point once.
+        assert_eq!(file.rows, 5 * 60 + 5 * 70);
+        assert_eq!((file.min_time, file.max_time), (1, 70));
+        let read = |file: &EncodedFile| {
+            decode_aligned(Bytes::from(file.bytes.clone()), &arrow_schema).expect("decode")
+        };
+        // Sorted as a whole, by host first, as one merge in memory sorts it.
+        let (got, want) = (read(file), read(&whole[0]));
+        let host = |b: &RecordBatch| {
+            let c = datafusion::arrow::compute::cast(
+                b.column_by_name("host").expect("host"),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("cast");
+            c.as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("strings")
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        let hosts = host(&got);
+        assert!(hosts.windows(2).all(|w| w[0] <= w[1]), "not sorted by host");
+        assert_eq!(hosts, host(&want));
+        assert_eq!(times(&got).expect("times"), times(&want).expect("times"));
+        // Its index, built slice by slice, finds each host's rows as one built whole does.
+        let index = file.layout.index.as_ref().expect("indexed");
+        let whole_index = whole[0].layout.index.as_ref().expect("indexed");
+        assert_eq!(**index, **whole_index);
+        for h in 0..10 {
+            let wanted = [format!("h{h}")];
+            assert_eq!(
+                index.rows(Some(&wanted), 35, 65),
+                whole_index.rows(Some(&wanted), 35, 65)
+            );
+        }
+        assert_eq!(file.newest.num_rows(), 10);
+    }
+
+    #[test]
     fn files_of_a_slice_each_are_merged_again_only_where_they_overlap() {
         let big = |id: u64, lo: i64, hi: i64| ParquetFile {
             row_count: MERGE_SLICE_ROWS,
             ..file(id, 5 << 20, lo, hi)
         };
-        // What a sliced merge of a cold day leaves: nothing to do, ever again.
+        // What a sliced merge of a cold day leaves, once found settled: nothing to do.
         let merged: Vec<_> = (1..=9)
             .map(|i| big(i, i as i64 * 10, i as i64 * 10 + 9))
             .collect();
-        assert_eq!(pick(&merged, &config(), true), None);
+        let settled: std::collections::HashSet<u64> = (1..=9).collect();
+        assert_eq!(pick(&merged, &config(), true, &settled), None);
+        // Until then they are small files of a cold day, merged whole.
+        assert_eq!(pick(&merged, &config(), true, &Default::default()).map(|f| f.len()), Some(9));
         // Two such files that overlap (concurrent persists) are merged.
         let mut overlapping = merged.clone();
         overlapping.push(big(10, 95, 120));
-        assert_eq!(ids(pick(&overlapping, &config(), true)), vec![9, 10]);
+        assert_eq!(ids(pick(&overlapping, &config(), true, &settled)), vec![9, 10]);
+        // A merge that would only rewrite them as they are is not done.
+        let inputs: Vec<Bytes> = Vec::new();
+        let schema = TableSchema::default();
+        let rows = 9 * MERGE_SLICE_ROWS;
+        assert!(merge(inputs, &merged, 0, &schema, 1, rows).expect("merge").is_none());
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct Engine {
     /// Row counts of tables whose chunks overlap, by what they held when counted (see
     /// [`Engine::remember_row_count`]).
     row_counts: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Files compaction found it could not make fewer or larger (see
+    /// `compaction::merge`), left out of later merges until something overlaps them.
+    settled_files: parking_lot::Mutex<std::collections::HashSet<u64>>,
     /// Files running backups still copy, kept until their lease ends.
     pins: parking_lot::Mutex<Pins>,
     persist_wakeup: Arc<Notify>,
@@ -275,6 +278,7 @@ impl Engine {
                 FileLayout::memory_size,
             )),
             row_counts: parking_lot::Mutex::default(),
+            settled_files: parking_lot::Mutex::default(),
             pins: parking_lot::Mutex::default(),
             persist_wakeup: Arc::new(Notify::new()),
             buffer_released: Notify::new(),
@@ -299,6 +303,10 @@ impl Engine {
 
     pub(crate) fn pins(&self) -> &parking_lot::Mutex<Pins> {
         &self.pins
+    }
+
+    pub(crate) fn settled_files(&self) -> &parking_lot::Mutex<std::collections::HashSet<u64>> {
+        &self.settled_files
     }
 
     pub(crate) fn rewrite_lock(&self) -> &tokio::sync::Mutex<()> {

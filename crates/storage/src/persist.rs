@@ -20,7 +20,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter, RowSelection,
 };
 use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
@@ -328,6 +328,119 @@ pub fn encode_file(
         max_time,
         rows: batch.num_rows() as u64,
     })
+}
+
+/// Writes batches that follow one another in one sort key's order (each sorted by it, the
+/// leading tag's values of each after those of the one before) as one Parquet file with its
+/// series index: how a merge in key slices writes its output without holding it decoded
+/// whole. A batch that does not continue the index leaves the file without one.
+pub struct FileWriter {
+    partition_start: i64,
+    schema: SchemaRef,
+    sort_key: Vec<String>,
+    writer: ArrowWriter<Vec<u8>>,
+    index: Option<SeriesIndex>,
+    indexed: bool,
+    newest: Vec<RecordBatch>,
+    times: Option<(i64, i64)>,
+    rows: u64,
+}
+
+impl FileWriter {
+    /// A file of the partition starting at `partition_start`, of batches of `schema`.
+    pub fn new(partition_start: i64, schema: &SchemaRef, sort_key: &[String]) -> Result<Self> {
+        let props = writer_properties(schema, sort_key, None);
+        Ok(FileWriter {
+            partition_start,
+            schema: schema.clone(),
+            sort_key: sort_key.to_vec(),
+            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?,
+            index: None,
+            indexed: true,
+            newest: Vec::new(),
+            times: None,
+            rows: 0,
+        })
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends `batch`, sorted by the sort key and after everything written before.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some((lo, hi)) = crate::buffer::time_range(batch) else {
+            return Ok(());
+        };
+        if self.indexed {
+            let next = SeriesIndex::build_from(batch, &self.sort_key, self.rows as usize)?;
+            self.indexed = match (self.index.as_mut(), next) {
+                (None, Some(next)) if self.rows == 0 => {
+                    self.index = Some(next);
+                    true
+                }
+                (Some(index), Some(next)) => index.extend(next),
+                _ => false,
+            };
+            if !self.indexed {
+                self.index = None;
+            }
+        }
+        self.newest.push(newest_per_series(batch, &self.sort_key)?);
+        self.writer.write(batch)?;
+        self.times = Some(match self.times {
+            Some((min, max)) => (min.min(lo), max.max(hi)),
+            None => (lo, hi),
+        });
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Writes the footer; `None` when no row was written.
+    pub fn finish(mut self) -> Result<Option<EncodedFile>> {
+        let Some((min_time, max_time)) = self.times else {
+            return Ok(None);
+        };
+        if let Some(index) = &self.index {
+            self.writer.append_key_value_metadata(KeyValue::new(
+                crate::series_index::FOOTER_KEY.to_string(),
+                index.encode(),
+            ));
+        }
+        let metadata = self.writer.finish()?;
+        let bytes = std::mem::take(self.writer.inner_mut());
+        let newest = concat_batches(&self.schema, &self.newest)?;
+        Ok(Some(EncodedFile {
+            partition_start: self.partition_start,
+            bytes,
+            newest,
+            layout: FileLayout::from_footer(self.index.map(Arc::new), Arc::new(metadata))?,
+            min_time,
+            max_time,
+            rows: self.rows,
+        }))
+    }
+}
+
+/// Rows `rows` of a Parquet file, aligned to `schema` as [`decode_aligned`] does; only the
+/// pages holding them are decoded.
+pub fn decode_aligned_rows(
+    bytes: bytes::Bytes,
+    schema: &SchemaRef,
+    rows: std::ops::Range<usize>,
+) -> Result<RecordBatch> {
+    if rows.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let total = builder.metadata().file_metadata().num_rows() as usize;
+    let selection = RowSelection::from_consecutive_ranges(std::iter::once(rows), total);
+    let mut batches = Vec::new();
+    for batch in builder.with_row_selection(selection).build()? {
+        batches.push(align_batch(&batch?, schema)?);
+    }
+    Ok(concat_batches(schema, &batches)?)
 }
 
 /// The rows of a Parquet file, aligned to `schema` (the table's current schema: columns

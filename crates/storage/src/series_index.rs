@@ -62,12 +62,26 @@ impl SeriesIndex {
     /// The index of `batch`, sorted by `sort_key` (tags) then time, as it is written; `None`
     /// when there is no tag to lead, too many series, or too many rows to number in 32 bits.
     pub fn build(batch: &RecordBatch, sort_key: &[String]) -> Result<Option<SeriesIndex>> {
+        Self::build_from(batch, sort_key, 0)
+    }
+
+    /// [`SeriesIndex::build`] for rows `first_row..` of a file whose earlier rows another
+    /// index describes: appended to that one with [`SeriesIndex::extend`], the two make the
+    /// index of the whole file.
+    pub fn build_from(
+        batch: &RecordBatch,
+        sort_key: &[String],
+        first_row: usize,
+    ) -> Result<Option<SeriesIndex>> {
         let rows = batch.num_rows();
         let Some(tag) = sort_key.first() else {
             return Ok(None);
         };
-        let (Some(leading), Ok(row_count)) = (batch.column_by_name(tag), u32::try_from(rows))
-        else {
+        let (Some(leading), Ok(row_count), Ok(offset)) = (
+            batch.column_by_name(tag),
+            u32::try_from(first_row + rows),
+            u32::try_from(first_row),
+        ) else {
             return Ok(None);
         };
         let tags: Vec<ArrayRef> = sort_key
@@ -89,7 +103,7 @@ impl SeriesIndex {
                     .is_valid(run.start)
                     .then(|| strings.value(run.start).to_string()),
             );
-            value_starts.push(run.start as u32);
+            value_starts.push(offset + run.start as u32);
         }
         // Lookups binary-search the values: an order other than the one they are searched
         // in (which the sort should make impossible) means no index rather than a wrong one.
@@ -97,14 +111,19 @@ impl SeriesIndex {
             return Ok(None);
         }
         value_starts.push(row_count);
-        let mut series_starts: Vec<u32> = series.iter().map(|r| r.start as u32).collect();
+        let mut series_starts: Vec<u32> = series
+            .iter()
+            .map(|r| offset + r.start as u32)
+            .collect();
         series_starts.push(row_count);
         let times = crate::persist::times(batch)?;
         let series_times = series
             .iter()
             .map(|r| (times.value(r.start), times.value(r.end - 1)))
             .collect();
-        let time_samples = (0..rows)
+        // Samples fall on the file's rows 0, TIME_SAMPLE_ROWS, …, wherever this batch starts.
+        let first_sample = (TIME_SAMPLE_ROWS - first_row % TIME_SAMPLE_ROWS) % TIME_SAMPLE_ROWS;
+        let time_samples = (first_sample..rows)
             .step_by(TIME_SAMPLE_ROWS)
             .map(|row| times.value(row))
             .collect();
@@ -116,6 +135,71 @@ impl SeriesIndex {
             series_times,
             time_samples,
         }))
+    }
+
+    /// Appends the index of the rows that follow this one's in the file (built with
+    /// [`SeriesIndex::build_from`] at this index's row count). `false`, and this index left
+    /// as it was, when `next` does not continue it: another leading tag, values not after
+    /// this one's, rows not right after, or too many series in all.
+    pub fn extend(&mut self, next: SeriesIndex) -> bool {
+        let continues = next.tag == self.tag
+            && next.value_starts.first() == self.value_starts.last()
+            && match (self.values.last(), next.values.first()) {
+                (Some(last), Some(first)) => last < first,
+                _ => true,
+            }
+            && self.series_times.len() + next.series_times.len() <= MAX_INDEXED_SERIES;
+        if !continues {
+            return false;
+        }
+        self.values.extend(next.values);
+        self.value_starts.pop();
+        self.value_starts.extend(next.value_starts);
+        self.series_starts.pop();
+        self.series_starts.extend(next.series_starts);
+        self.series_times.extend(next.series_times);
+        self.time_samples.extend(next.time_samples);
+        true
+    }
+
+    /// The index a file's footer holds (`None`: it has none), checked against the file's
+    /// row count.
+    pub fn from_footer(metadata: &ParquetMetaData) -> Result<Option<SeriesIndex>> {
+        let Some(text) = metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == FOOTER_KEY))
+            .and_then(|kv| kv.value.as_deref())
+        else {
+            return Ok(None);
+        };
+        let index = SeriesIndex::decode(text)?;
+        if index.row_count() as i64 != metadata.file_metadata().num_rows() {
+            return Err(corrupt("the series index does not count the file's rows".into()));
+        }
+        Ok(Some(index))
+    }
+
+    /// The number of rows of each value of the leading tag, in file order.
+    pub fn value_rows(&self) -> impl Iterator<Item = (Option<&str>, usize)> + '_ {
+        self.values.iter().enumerate().map(|(i, v)| {
+            (
+                v.as_deref(),
+                (self.value_starts[i + 1] - self.value_starts[i]) as usize,
+            )
+        })
+    }
+
+    /// The rows holding the leading tag's values in `lo..=hi` (in the values' order, `None`
+    /// first): one contiguous range, as the file is sorted by that tag.
+    pub fn rows_of_values(&self, lo: Option<&str>, hi: Option<&str>) -> Range<usize> {
+        let first = self.values.partition_point(|v| v.as_deref() < lo);
+        let end = self.values.partition_point(|v| v.as_deref() <= hi);
+        if first >= end {
+            let at = self.value_starts[first.min(self.values.len())] as usize;
+            return at..at;
+        }
+        self.value_starts[first] as usize..self.value_starts[end] as usize
     }
 
     /// The leading tag this index locates.
