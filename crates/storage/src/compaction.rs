@@ -211,7 +211,11 @@ fn merge(
             .iter()
             .all(|g| g.id == f.id || g.max_time < f.min_time || g.min_time > f.max_time)
     });
-    if disjoint && inputs_meta.iter().all(|f| f.row_count >= MERGE_SLICE_ROWS / 2) {
+    if disjoint
+        && inputs_meta
+            .iter()
+            .all(|f| f.row_count >= MERGE_SLICE_ROWS / 2)
+    {
         return Ok(None);
     }
     merge_in_slices(
@@ -623,11 +627,17 @@ mod tests {
             .map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
         assert!(pick(&files, &config(), false, &Default::default()).is_none());
-        assert_eq!(ids(pick(&files, &config(), true, &Default::default())), vec![1, 2, 3]);
+        assert_eq!(
+            ids(pick(&files, &config(), true, &Default::default())),
+            vec![1, 2, 3]
+        );
         let mut files = files;
         files.push(file(4, 1000, 40, 45));
         files.push(file(5, 40 << 20, 0, 100)); // large: not merged again
-        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4]);
+        assert_eq!(
+            ids(pick(&files, &config(), false, &Default::default())),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -637,7 +647,10 @@ mod tests {
             .map(|i| file(i, 2 << 20, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
         files.extend((5..=7).map(|i| file(i, 1000, i as i64 * 10, i as i64 * 10 + 5)));
-        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4]);
+        assert_eq!(
+            ids(pick(&files, &config(), false, &Default::default())),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -651,7 +664,10 @@ mod tests {
             file(5, 1000, 30, 40),
             file(6, 40 << 20, 100, 200), // no overlap: stays out
         ];
-        assert_eq!(ids(pick(&files, &config(), false, &Default::default())), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            ids(pick(&files, &config(), false, &Default::default())),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -663,7 +679,10 @@ mod tests {
         let files: Vec<_> = (1..=6)
             .map(|i| file(i, 3000, i as i64 * 10, i as i64 * 10 + 5))
             .collect();
-        assert_eq!(ids(pick(&files, &config, true, &Default::default())), vec![1, 2, 3]);
+        assert_eq!(
+            ids(pick(&files, &config, true, &Default::default())),
+            vec![1, 2, 3]
+        );
     }
 
     #[test]
@@ -797,7 +816,9 @@ mod tests {
             .schema
             .clone();
         let arrow_schema = schema.arrow_schema();
-        let plan = value_slices(&inputs, 150).expect("slices").expect("indexed");
+        let plan = value_slices(&inputs, 150)
+            .expect("slices")
+            .expect("indexed");
         assert_eq!(plan.tag, "host");
         assert!(plan.slices.len() >= 4, "{} slices", plan.slices.len());
         let whole = merge_in_slices(inputs.clone(), 0, &schema, usize::MAX, None).expect("merge");
@@ -856,16 +877,26 @@ mod tests {
         let settled: std::collections::HashSet<u64> = (1..=9).collect();
         assert_eq!(pick(&merged, &config(), true, &settled), None);
         // Until then they are small files of a cold day, merged whole.
-        assert_eq!(pick(&merged, &config(), true, &Default::default()).map(|f| f.len()), Some(9));
+        assert_eq!(
+            pick(&merged, &config(), true, &Default::default()).map(|f| f.len()),
+            Some(9)
+        );
         // Two such files that overlap (concurrent persists) are merged.
         let mut overlapping = merged.clone();
         overlapping.push(big(10, 95, 120));
-        assert_eq!(ids(pick(&overlapping, &config(), true, &settled)), vec![9, 10]);
+        assert_eq!(
+            ids(pick(&overlapping, &config(), true, &settled)),
+            vec![9, 10]
+        );
         // A merge that would only rewrite them as they are is not done.
         let inputs: Vec<Bytes> = Vec::new();
         let schema = TableSchema::default();
         let rows = 9 * MERGE_SLICE_ROWS;
-        assert!(merge(inputs, &merged, 0, &schema, 1, rows).expect("merge").is_none());
+        assert!(
+            merge(inputs, &merged, 0, &schema, 1, rows)
+                .expect("merge")
+                .is_none()
+        );
     }
 
     #[test]

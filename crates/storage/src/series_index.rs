@@ -111,10 +111,7 @@ impl SeriesIndex {
             return Ok(None);
         }
         value_starts.push(row_count);
-        let mut series_starts: Vec<u32> = series
-            .iter()
-            .map(|r| offset + r.start as u32)
-            .collect();
+        let mut series_starts: Vec<u32> = series.iter().map(|r| offset + r.start as u32).collect();
         series_starts.push(row_count);
         let times = crate::persist::times(batch)?;
         let series_times = series
@@ -175,7 +172,9 @@ impl SeriesIndex {
         };
         let index = SeriesIndex::decode(text)?;
         if index.row_count() as i64 != metadata.file_metadata().num_rows() {
-            return Err(corrupt("the series index does not count the file's rows".into()));
+            return Err(corrupt(
+                "the series index does not count the file's rows".into(),
+            ));
         }
         Ok(Some(index))
     }
