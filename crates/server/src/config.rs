@@ -66,7 +66,7 @@ pub struct ServeArgs {
     pub compaction_interval: Duration,
 
     /// The size compaction makes files (e.g. `64MiB`); a merge reads at most this much,
-    /// and at most 8 million rows, into memory.
+    /// and at most 32 million rows, into memory.
     #[arg(long, env = "CHRONOSDB_COMPACTION_TARGET_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub compaction_target_size: usize,
 
