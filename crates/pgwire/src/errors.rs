@@ -111,7 +111,11 @@ pub fn sqlstate(error: &DataFusionError) -> &'static str {
             }
         }
         // `checked_arithmetic`'s "bigint out of range", as PostgreSQL words it.
-        DataFusionError::Execution(msg) if msg.ends_with(" out of range") => "22003",
+        DataFusionError::Execution(msg)
+            if msg.ends_with(" out of range") || msg.starts_with("value out of range: ") =>
+        {
+            "22003"
+        }
         DataFusionError::Execution(msg) if msg.ends_with("division by zero") => "22012",
         DataFusionError::Execution(msg)
             if msg.starts_with("Unsupported date_trunc granularity")

@@ -14,6 +14,11 @@
 //! gives `Infinity`, and rounds a float to an integer (in a cast and in `round(float8)`)
 //! with `rint`, half to even (`2.5` → 2, `3.5` → 4); DataFusion truncates in casts and
 //! rounds half away from zero. Decimals, times and intervals are untouched.
+//!
+//! Float functions refuse what PostgreSQL's refuse where IEEE arithmetic answers: `ln`,
+//! `log` and `log10` of zero or a negative number (2201E, "cannot take logarithm of
+//! zero"), and a cast of a float8 to real that overflows to infinity or underflows to
+//! zero (22003, "value out of range: overflow").
 
 use std::sync::Arc;
 
@@ -55,8 +60,12 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         plan,
         |e| match e {
             Expr::BinaryExpr(b) => checked_op(b.op).is_some(),
-            Expr::Cast(cast) => is_integer(cast.field.data_type()),
-            Expr::ScalarFunction(f) => f.name() == "round" && f.args.len() == 1,
+            Expr::Cast(cast) => {
+                is_integer(cast.field.data_type()) || cast.field.data_type() == &DataType::Float32
+            }
+            Expr::ScalarFunction(f) => {
+                (f.name() == "round" && f.args.len() == 1) || is_logarithm(f)
+            }
             _ => false,
         },
         rewrite_expr,
@@ -72,6 +81,14 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 true => Transformed::yes(round_half_even(f.args.into_iter().next())),
                 false => Transformed::no(Expr::ScalarFunction(f)),
             });
+        }
+        Expr::ScalarFunction(mut f) if is_logarithm(&f) => {
+            if !is_float(&f.args[0].get_type(schema)?) {
+                return Ok(Transformed::no(Expr::ScalarFunction(f)));
+            }
+            let checked = float_check(FloatCheck::LogarithmArgument, f.args.remove(0));
+            f.args.insert(0, checked);
+            return Ok(Transformed::yes(Expr::ScalarFunction(f)));
         }
         expr => expr,
     };
@@ -121,9 +138,22 @@ fn result_type(expr: &Expr, schema: &DFSchema) -> Result<DataType> {
     expr.get_type(schema)
 }
 
-/// `CAST(x AS int)` of a float `x` as `CAST(rint(x) AS int)`.
+/// `ln(x)`, `log(x)` or `log10(x)`: a logarithm PostgreSQL refuses for `x <= 0`.
+fn is_logarithm(f: &ScalarFunction) -> bool {
+    f.args.len() == 1 && matches!(f.name(), "ln" | "log" | "log10")
+}
+
+/// `CAST(x AS int)` of a float `x` as `CAST(rint(x) AS int)`, and `CAST(x AS real)` of a
+/// float8 `x` as a cast that fails where the value does not fit.
 fn round_before_integer_cast(cast: Cast, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    if !is_integer(cast.field.data_type()) || !is_float(&cast.expr.get_type(schema)?) {
+    let source = cast.expr.get_type(schema)?;
+    if source == DataType::Float64 && cast.field.data_type() == &DataType::Float32 {
+        return Ok(Transformed::yes(float_check(
+            FloatCheck::FitsReal,
+            *cast.expr,
+        )));
+    }
+    if !is_integer(cast.field.data_type()) || !is_float(&source) {
         return Ok(Transformed::no(Expr::Cast(cast)));
     }
     let Cast { expr, field } = cast;
@@ -219,20 +249,15 @@ impl ScalarUDFImpl for CheckedArithmetic {
             return exec_err!("{} takes two arguments", self.name());
         };
         let data_type = left.data_type();
-        let scalars = matches!(
-            (left, right),
-            (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
-        );
         if self.op == CheckedOp::Divide && has_zero(right) {
             return exec_err!("division by zero");
         }
-        let left = datum(left)?;
-        let right = datum(right)?;
+        let (l, r) = (datum(left)?, datum(right)?);
         let result = match self.op {
-            CheckedOp::Add => add(left.as_ref(), right.as_ref()),
-            CheckedOp::Subtract => sub(left.as_ref(), right.as_ref()),
-            CheckedOp::Multiply => mul(left.as_ref(), right.as_ref()),
-            CheckedOp::Divide => div(left.as_ref(), right.as_ref()),
+            CheckedOp::Add => add(l.as_ref(), r.as_ref()),
+            CheckedOp::Subtract => sub(l.as_ref(), r.as_ref()),
+            CheckedOp::Multiply => mul(l.as_ref(), r.as_ref()),
+            CheckedOp::Divide => div(l.as_ref(), r.as_ref()),
         };
         let array = match result {
             Ok(array) => array,
@@ -241,13 +266,7 @@ impl ScalarUDFImpl for CheckedArithmetic {
             }
             Err(e) => return Err(e.into()),
         };
-        if scalars {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(array))
-        }
+        shaped_like(&args.args, array)
     }
 }
 
@@ -317,17 +336,111 @@ impl ScalarUDFImpl for RoundHalfEven {
             ),
             other => return exec_err!("rint of {other} is not supported"),
         };
-        match value {
-            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &rounded, 0,
-            )?)),
-            ColumnarValue::Array(_) => Ok(ColumnarValue::Array(rounded)),
+        shaped_like(&args.args, rounded)
+    }
+}
+
+/// What a [`CheckedFloat`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FloatCheck {
+    /// Zero or a negative number (the argument of a logarithm); passes the value on.
+    LogarithmArgument,
+    /// A float8 that is not infinite but becomes so as a real, or not zero but becomes
+    /// so; gives the real.
+    FitsReal,
+}
+
+fn float_check(check: FloatCheck, arg: Expr) -> Expr {
+    let udf = ScalarUDF::new_from_impl(CheckedFloat {
+        check,
+        signature: Signature::any(1, Volatility::Immutable),
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![arg]))
+}
+
+/// A float passed on, or refused as PostgreSQL refuses it (see [`FloatCheck`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedFloat {
+    check: FloatCheck,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CheckedFloat {
+    fn name(&self) -> &str {
+        match self.check {
+            FloatCheck::LogarithmArgument => "checked_logarithm_argument",
+            FloatCheck::FitsReal => "checked_real",
         }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(match self.check {
+            FloatCheck::LogarithmArgument => args.first().cloned().unwrap_or(DataType::Float64),
+            FloatCheck::FitsReal => DataType::Float32,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("{} takes one argument", self.name());
+        };
+        let array = value.to_array(1)?;
+        let result: ArrayRef = match (self.check, array.data_type()) {
+            (FloatCheck::LogarithmArgument, DataType::Float64) => {
+                let values = array.as_primitive::<Float64Type>();
+                logarithm_argument(values.iter().flatten())?;
+                array
+            }
+            (FloatCheck::LogarithmArgument, DataType::Float32) => {
+                let values = array.as_primitive::<Float32Type>();
+                logarithm_argument(values.iter().flatten().map(f64::from))?;
+                array
+            }
+            (FloatCheck::FitsReal, DataType::Float64) => {
+                let values = array.as_primitive::<Float64Type>();
+                for v in values.iter().flatten() {
+                    let real = v as f32;
+                    if real.is_infinite() && v.is_finite() {
+                        return exec_err!("value out of range: overflow");
+                    }
+                    if real == 0.0 && v != 0.0 {
+                        return exec_err!("value out of range: underflow");
+                    }
+                }
+                Arc::new(values.unary::<_, Float32Type>(|v| v as f32))
+            }
+            (_, other) => return exec_err!("{} of {other} is not supported", self.name()),
+        };
+        shaped_like(&args.args, result)
+    }
+}
+
+/// Refuses a logarithm's argument as PostgreSQL does (NaN passes, as there).
+fn logarithm_argument(mut values: impl Iterator<Item = f64>) -> Result<()> {
+    match values.find(|v| *v <= 0.0) {
+        Some(0.0) => exec_err!("cannot take logarithm of zero"),
+        Some(_) => exec_err!("cannot take logarithm of a negative number"),
+        None => Ok(()),
+    }
+}
+
+/// A kernel's result as a function returns it: a scalar when every argument was one.
+pub(crate) fn shaped_like(args: &[ColumnarValue], result: ArrayRef) -> Result<ColumnarValue> {
+    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?))
+    } else {
+        Ok(ColumnarValue::Array(result))
     }
 }
 
 /// An argument as arrow's kernels take it: an array, or a scalar broadcast to any length.
-fn datum(value: &ColumnarValue) -> Result<Box<dyn Datum>> {
+pub(crate) fn datum(value: &ColumnarValue) -> Result<Box<dyn Datum>> {
     Ok(match value {
         ColumnarValue::Array(array) => Box::new(ArrayRef::clone(array)),
         ColumnarValue::Scalar(scalar) => Box::new(scalar.to_scalar()?),

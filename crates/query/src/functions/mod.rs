@@ -9,11 +9,13 @@
 //! - [`postgres`]: `version()` in PostgreSQL's layout, which drivers parse.
 //! - [`approx_distinct`]: DataFusion's HyperLogLog count, extended to tag and float
 //!   columns and also called `approx_count_distinct`.
+//! - [`modulo`]: PostgreSQL's `mod(a, b)`.
 //! - [`sum`]: DataFusion's `sum` with PostgreSQL's result types (`bigint` sums into
 //!   `numeric`), so that it never wraps.
 
 pub mod approx_distinct;
 pub mod first_last;
+pub mod modulo;
 pub mod postgres;
 pub mod series;
 pub mod sum;
@@ -52,6 +54,7 @@ pub fn register(ctx: &SessionContext) {
         approx_distinct::ApproxDistinct::new(),
     ));
     ctx.register_udaf(AggregateUDF::new_from_impl(sum::PostgresSum::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(modulo::Modulo::new()));
     // PostgreSQL's names for functions DataFusion has under other names.
     if let Ok(signum) = ctx.udf("signum") {
         ctx.register_udf(signum.as_ref().clone().with_aliases(["sign"]));
