@@ -208,8 +208,8 @@ pub(crate) fn filter_batches(
 /// Reads the colliding rows of a group of chunks and merges them, when executed.
 ///
 /// `files` are plans each reading one Parquet file (in write order, oldest first) with the
-/// columns of `read_schema`; `buffered` are the buffer's rows in the windows, newer than
-/// every file. The merged rows are given with the columns `output` picks of `read_schema`.
+/// columns of `read_schema`; `buffered` are the buffer's rows with those columns, newer
+/// than every file, of which `keep` picks those in the windows when the plan runs. The merged rows are given with the columns `output` picks of `read_schema`.
 #[derive(Debug)]
 pub(crate) struct MergeChunksExec {
     files: Vec<Arc<dyn ExecutionPlan>>,

@@ -15,7 +15,7 @@ use chronosdb_storage::Engine;
 use chronosdb_storage::tag_times::TagTimes;
 
 use crate::chunk_merge::{
-    ChunkTimes, MergeChunksExec, ValueTimes, filter_batches, in_windows, is_series_and_time_only,
+    ChunkTimes, MergeChunksExec, ValueTimes, in_windows, is_series_and_time_only,
     is_series_or_time, overlap_windows,
 };
 use crate::delete::DeleteExec;
@@ -137,17 +137,16 @@ impl ChronosTable {
             .filter(|f| bounds.overlaps(f.min_time, f.max_time))
             .map(Chunk::File)
             .collect();
-        if !snapshot.buffered.is_empty() {
-            let (lo, hi) = buffered_range(&snapshot.buffered);
-            if bounds.overlaps(lo, hi) {
-                chunks.push(Chunk::Buffer(BufferChunk {
-                    batches: snapshot.buffered,
-                    lo,
-                    hi,
-                    repeats: snapshot.buffered_may_have_duplicates,
-                    tag_times: snapshot.buffered_tag_times,
-                }));
-            }
+        if let Some((lo, hi)) = snapshot.buffered_range
+            && bounds.overlaps(lo, hi)
+        {
+            chunks.push(Chunk::Buffer(BufferChunk {
+                batches: snapshot.buffered,
+                lo,
+                hi,
+                repeats: snapshot.buffered_may_have_duplicates,
+                tag_times: snapshot.buffered_tag_times,
+            }));
         }
         Ok(Some(Selection {
             snapshot_key,
@@ -245,14 +244,16 @@ impl ChronosTable {
 
         // Outside the windows every row is in one chunk only.
         let outside = !inside.clone();
-        let outside_physical = state.create_physical_expr(outside.clone(), &df_schema)?;
-        let outside_buffer = filter_batches(buffered.clone(), &outside_physical)?;
-        if !outside_buffer.is_empty() {
-            plans.push(MemorySourceConfig::try_new_exec(
-                &[outside_buffer],
-                schema.clone(),
-                projection.clone(),
-            )?);
+        // The buffer is filtered when the plan runs, not here: planning costs the same
+        // whatever the buffer holds, and a plan answered from statistics reads nothing.
+        if !buffered.is_empty() {
+            let outside_physical = state.create_physical_expr(outside.clone(), &df_schema)?;
+            let all = MemorySourceConfig::try_new_exec(&[buffered.clone()], schema.clone(), None)?;
+            plans.push(Arc::new(
+                FilterExecBuilder::new(outside_physical, all)
+                    .apply_projection(projection.clone())?
+                    .build()?,
+            ));
         }
         let scan = ParquetScan::narrowed(files.clone(), layouts.clone(), filters);
         if !scan.files.is_empty() {
@@ -328,11 +329,8 @@ impl ChronosTable {
                 read_predicate.clone(),
             )?);
         }
-        let inside_buffer = match &read_predicate {
-            Some(p) => filter_batches(buffered, p)?,
-            None => buffered,
-        };
-        let inside_buffer = inside_buffer
+        // `MergeChunksExec` applies the read filters (`keep`) to these when it runs.
+        let inside_buffer = buffered
             .iter()
             .map(|b| b.project(&read))
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -751,18 +749,6 @@ pub(crate) fn file_groups(files: Vec<PartitionedFile>, partitions: usize) -> Vec
         groups[i % parallelism].push(f);
     }
     groups.into_iter().map(FileGroup::new).collect()
-}
-
-fn buffered_range(batches: &[RecordBatch]) -> (i64, i64) {
-    let mut lo = i64::MAX;
-    let mut hi = i64::MIN;
-    for b in batches {
-        if let Some((l, h)) = chronosdb_storage::buffer::time_range(b) {
-            lo = lo.min(l);
-            hi = hi.max(h);
-        }
-    }
-    (lo, hi)
 }
 
 /// What overlap detection knows of each chunk: its time range, whether it may hold a

@@ -86,6 +86,9 @@ pub struct TableSnapshot {
     /// The time ranges of `buffered` per value of the leading tag of the files it
     /// overlaps in time (see `tag_times`); `None` when no such file's layout is at hand.
     pub buffered_tag_times: Option<Arc<TagTimes>>,
+    /// The time range `buffered` lies within, from the buffer's counters (no batch read;
+    /// it may be wider than the rows, never narrower). `None` when nothing is buffered.
+    pub buffered_range: Option<(i64, i64)>,
     /// The database's retention cutoff (ns) when it has a retention period: files wholly
     /// older are left out and older buffered rows removed, but a file that straddles it
     /// still holds older rows, which readers must filter out.
@@ -513,6 +516,9 @@ impl Engine {
             }
             buffered = kept;
         }
+        let buffered_range = extent
+            .filter(|_| !buffered.is_empty())
+            .map(|(_, lo, hi)| (retention_cutoff.map_or(lo, |cutoff| lo.max(cutoff)), hi));
         Ok(Some(TableSnapshot {
             schema: def.schema.clone(),
             files,
@@ -520,6 +526,7 @@ impl Engine {
             buffered_may_have_duplicates,
             buffer_sequence,
             buffered_tag_times,
+            buffered_range,
             retention_cutoff,
         }))
     }
