@@ -30,7 +30,9 @@ use async_trait::async_trait;
 use chronosdb_query::catalog_queries::{
     rewrite_catalog_functions, rewrite_catalog_query, shield_projection_subqueries,
 };
-use chronosdb_query::column_names::{alias_casts_of_columns, alias_duplicate_names};
+use chronosdb_query::column_names::{
+    alias_casts_of_columns, alias_duplicate_names, alias_special_syntax,
+};
 use chronosdb_query::copy::parse_copy;
 use chronosdb_query::databases::{DatabaseCommand, parse_database_command};
 use chronosdb_query::plan_cache::{Lookup, parameterize};
@@ -221,6 +223,9 @@ where
     let parser = database.service.query_parser();
     let replaced = rewrite_catalog_functions(sql).or_else(|| shield_projection_subqueries(sql));
     let sql = replaced.as_deref().unwrap_or(sql);
+    // `EXTRACT(…)` and friends named as PostgreSQL names them (see `alias_special_syntax`).
+    let named = alias_special_syntax(sql);
+    let sql = named.as_deref().unwrap_or(sql);
     let parsed = match parser.parse_sql(client, sql, types).await {
         // `SELECT time::text … ORDER BY time` (see `alias_casts_of_columns`), `SELECT v, v`
         // (see `alias_duplicate_names`).
@@ -270,6 +275,8 @@ where
     {
         return Ok(None);
     }
+    let named = alias_special_syntax(sql);
+    let sql = named.as_deref().unwrap_or(sql);
     let Some(statement) = parameterize(sql) else {
         return Ok(None);
     };

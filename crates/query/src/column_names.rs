@@ -213,6 +213,58 @@ pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
     changed.then(|| statements[0].to_string())
 }
 
+/// `sql` with each unaliased `EXTRACT(…)`, `SUBSTRING(…)`, `POSITION(… IN …)` and
+/// `OVERLAY(…)` of its select list named as PostgreSQL names it (`extract`, …), or
+/// `None` if it has none. DataFusion plans these as `date_part`, `substr`, `strpos` and
+/// `overlay` calls, named after those; only the statement's text still tells which was
+/// written, so the front end aliases them before planning.
+pub fn alias_special_syntax(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let lower = sql.to_ascii_lowercase();
+    if !["extract", "substring", "position", "overlay"]
+        .iter()
+        .any(|word| lower.contains(word))
+    {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(query)] = statements.as_mut_slice() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let mut changed = false;
+    for item in select.projection.iter_mut() {
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        let name = match expr {
+            SqlExpr::Extract { .. } => "extract",
+            // `SUBSTR(…)` is parsed as this too, and named `substr` as planned.
+            SqlExpr::Substring {
+                shorthand: false, ..
+            } => "substring",
+            SqlExpr::Position { .. } => "position",
+            SqlExpr::Overlay { .. } => "overlay",
+            _ => continue,
+        };
+        if let SelectItem::UnnamedExpr(expr) =
+            std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr,
+                alias: Ident::with_quote('"', name),
+            };
+            changed = true;
+        }
+    }
+    changed.then(|| statements[0].to_string())
+}
+
 /// Separates the PostgreSQL name of an output from the position that makes it unique in
 /// the aliases [`alias_duplicate_names`] gives; a character no one writes in a name.
 const DUPLICATE_MARK: char = '\u{1f}';

@@ -477,6 +477,7 @@ mod tests {
             wal_flush_interval: Duration::ZERO,
             persist_buffer_bytes: usize::MAX,
             persist_max_age: Duration::from_secs(3600),
+            persist_when_idle: Duration::ZERO,
             retention_check_interval: Duration::from_secs(3600),
             compaction: CompactionConfig::default(),
             write_limits: chronosdb_storage::WriteLimits::DEFAULT,
@@ -632,6 +633,11 @@ mod tests {
             .expect("write");
         let (_, answer) = run(&state, &cache, &window_query("a", START, START + hour)).await;
         assert!(answer.contains("1000"), "{answer}");
+        // Another host's window is still rebound: the buffer holds none of its rows.
+        let (was_rebound, answer) =
+            run(&state, &cache, &window_query("b", START, START + hour)).await;
+        assert!(was_rebound, "{answer}");
+        assert!(!answer.contains("1000"), "{answer}");
     }
 
     /// One host's window of a file many hosts share is estimated by the file's series

@@ -151,7 +151,7 @@ fn footer_index(metadata: &ParquetMetaData, path: &str) -> Option<SeriesIndex> {
 
 /// The values `filters` allow for `tag` (`None`: any): equalities and `IN` lists, the
 /// intersection when there are several.
-fn tag_values(filters: &[Expr], tag: &str) -> Option<Vec<String>> {
+pub(crate) fn tag_values(filters: &[Expr], tag: &str) -> Option<Vec<String>> {
     let mut allowed: Option<Vec<String>> = None;
     let mut narrow = |values: Vec<String>| {
         allowed = Some(match allowed.take() {

@@ -23,7 +23,7 @@ use crate::insert::InsertSink;
 use crate::parquet_reader::reader_factory;
 use crate::row_count::CountedScanExec;
 use crate::scan_size::overlap_fraction;
-use crate::series_rows::{ParquetScan, indexed_rows, load_layouts};
+use crate::series_rows::{ParquetScan, indexed_rows, load_layouts, tag_values};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -70,7 +70,13 @@ impl ChronosTable {
     /// period) keep, and the latter for the buffer; without reading a batch. `Some(0)`
     /// for a table that no longer exists.
     pub fn estimated_rows(&self, filters: &[Expr]) -> Option<u64> {
-        let Some(extent) = self.engine.table_extent(&self.database, &self.name) else {
+        let only = self.buffer_narrowing(filters);
+        let extent = self.engine.table_extent_of(
+            &self.database,
+            &self.name,
+            only.as_ref().map(|(v, t)| (t.as_str(), v.as_slice())),
+        );
+        let Some(extent) = extent.ok()? else {
             return Some(0);
         };
         let mut bounds = TimeBounds::from_filters(filters);
@@ -102,12 +108,27 @@ impl ChronosTable {
         Some((in_files + in_buffer).ceil() as u64)
     }
 
+    /// The values `filters` allow for a tag (the tag with the fewest): the buffered rows
+    /// of those values are all a scan reads of the buffer, and the engine takes just those.
+    fn buffer_narrowing(&self, filters: &[Expr]) -> Option<(Vec<String>, String)> {
+        self.tag_names()
+            .into_iter()
+            .filter_map(|tag| Some((tag_values(filters, &tag)?, tag)))
+            .min_by_key(|(values, _)| values.len())
+    }
+
     /// What a scan with `filters` reads: the files and buffer whose time ranges the
     /// filters and the retention period keep. `None` for a table that no longer exists.
     fn select(&self, filters: &[Expr]) -> Result<Option<Selection>> {
+        let only = self.buffer_narrowing(filters);
         let snapshot = self
             .engine
-            .table_snapshot(&self.database, &self.name)
+            .table_snapshot_of(
+                &self.database,
+                &self.name,
+                only.as_ref()
+                    .map(|(values, tag)| (tag.as_str(), values.as_slice())),
+            )
             .map_err(crate::external)?;
         let Some(snapshot) = snapshot else {
             return Ok(None);

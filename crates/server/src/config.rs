@@ -55,6 +55,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONOSDB_PERSIST_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub persist_interval: Duration,
 
+    /// Persist the write buffer once no write has come for this long, if it holds at
+    /// least an eighth of `--buffer-size` (e.g. `10s`; `0` waits for the size or the
+    /// interval): the last rows of a bulk load leave memory soon after it ends.
+    #[arg(long, env = "CHRONOSDB_PERSIST_WHEN_IDLE", default_value = "10s", value_parser = parse_duration)]
+    pub persist_when_idle: Duration,
+
     /// How often files older than their database's retention period are deleted
     /// (e.g. `1m`); queries never see such points, whenever the files go.
     #[arg(long, env = "CHRONOSDB_RETENTION_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]

@@ -141,6 +141,7 @@ async fn serve(args: config::ServeArgs) -> Result<(), ServerError> {
         wal_flush_interval: args.wal_flush_interval,
         persist_buffer_bytes: args.buffer_size,
         persist_max_age: args.persist_interval,
+        persist_when_idle: args.persist_when_idle,
         retention_check_interval: args.retention_check_interval,
         compaction: CompactionConfig {
             interval: args.compaction_interval,

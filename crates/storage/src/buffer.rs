@@ -21,6 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::tag_rows::TagRowsCache;
 use crate::tag_times::{TagTimes, TagTimesCache};
 use crate::write_batch::TableBatch;
 
@@ -58,6 +59,8 @@ pub struct TableBuffer {
     pub batches: Vec<RecordBatch>,
     /// The batches' time ranges per tag value, once a query asked (see `tag_times`).
     tag_times: TagTimesCache,
+    /// Where the rows of each tag value are, once a query filtered on it (see `tag_rows`).
+    tag_rows: TagRowsCache,
     /// Hashes of every buffered (series, time) key, to notice a point written twice.
     keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     /// True once some key was seen twice (or two keys collided): queries must then merge
@@ -131,6 +134,8 @@ pub struct Generation {
     pub max_sequence: u64,
     /// When the first write entered this generation.
     pub first_write: Option<std::time::Instant>,
+    /// When the latest write entered it.
+    pub last_write: Option<std::time::Instant>,
 }
 
 impl Generation {
@@ -162,9 +167,9 @@ impl WriteBuffer {
     /// Applies the batches of one WAL record.
     pub fn apply(&mut self, database: &str, batches: Vec<TableBatch>, sequence: u64) -> Result<()> {
         let generation = &mut self.active;
-        generation
-            .first_write
-            .get_or_insert_with(std::time::Instant::now);
+        let now = std::time::Instant::now();
+        generation.first_write.get_or_insert(now);
+        generation.last_write = Some(now);
         generation.max_sequence = generation.max_sequence.max(sequence);
         for TableBatch {
             table,
@@ -193,6 +198,11 @@ impl WriteBuffer {
 
     pub fn active_age(&self) -> Option<std::time::Duration> {
         self.active.first_write.map(|t| t.elapsed())
+    }
+
+    /// How long the active generation has gone without a write (`None` when empty).
+    pub fn active_idle(&self) -> Option<std::time::Duration> {
+        self.active.last_write.map(|t| t.elapsed())
     }
 
     /// Freezes the active generation for persisting; returns its id and contents.
@@ -256,6 +266,19 @@ impl WriteBuffer {
         table: &str,
         schema: &SchemaRef,
     ) -> Result<(Vec<RecordBatch>, bool)> {
+        self.table_rows(database, table, schema, None)
+    }
+
+    /// [`WriteBuffer::table_batches`], narrowed to the rows whose tag is one of some
+    /// values when `only` names the tag and the values: through each table buffer's
+    /// index of that tag, so the work follows the rows taken.
+    pub fn table_rows(
+        &self,
+        database: &str,
+        table: &str,
+        schema: &SchemaRef,
+        only: Option<(&str, &[String])>,
+    ) -> Result<(Vec<RecordBatch>, bool)> {
         let key = (database.to_string(), table.to_string());
         let mut out = Vec::new();
         let mut generations_with_rows = 0;
@@ -269,7 +292,15 @@ impl WriteBuffer {
             if let Some(buffer) = generation.tables.get(&key) {
                 generations_with_rows += 1;
                 may_have_duplicates |= buffer.may_have_duplicates;
-                for batch in &buffer.batches {
+                let narrowed;
+                let batches = match only {
+                    Some((tag, values)) => {
+                        narrowed = buffer.tag_rows.select(&buffer.batches, tag, values)?;
+                        &narrowed
+                    }
+                    None => &buffer.batches,
+                };
+                for batch in batches {
                     out.push(align_batch(batch, schema)?);
                 }
             }
@@ -313,6 +344,35 @@ impl WriteBuffer {
             .filter_map(|g| g.tables.get(&key))
             .map(|b| (b.rows, b.min_time, b.max_time))
             .reduce(|(r1, lo1, hi1), (r2, lo2, hi2)| (r1 + r2, lo1.min(lo2), hi1.max(hi2)))
+    }
+
+    /// [`WriteBuffer::table_extent`] counting only the rows whose tag `only.0` is one of
+    /// `only.1`, through the index of that tag (the time range stays the whole buffer's).
+    pub fn table_extent_of(
+        &self,
+        database: &str,
+        table: &str,
+        only: Option<(&str, &[String])>,
+    ) -> Result<Option<(usize, i64, i64)>> {
+        let Some((tag, values)) = only else {
+            return Ok(self.table_extent(database, table));
+        };
+        let key = (database.to_string(), table.to_string());
+        let mut extent: Option<(usize, i64, i64)> = None;
+        let generations = self
+            .persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active));
+        for buffer in generations.filter_map(|g| g.tables.get(&key)) {
+            let rows = buffer.tag_rows.count(&buffer.batches, tag, values)?;
+            let (lo, hi) = (buffer.min_time, buffer.max_time);
+            extent = Some(match extent {
+                Some((r, l, h)) => (r + rows, l.min(lo), h.max(hi)),
+                None => (rows, lo, hi),
+            });
+        }
+        Ok(extent)
     }
 
     /// Names of the tables with buffered data in `database`.

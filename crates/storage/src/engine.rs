@@ -40,6 +40,10 @@ use crate::write_batch::{TableBatch, WriteLimits, prepare_write};
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
 
+/// The part of `persist_buffer_bytes` an idle buffer must hold to be persisted early
+/// (see [`EngineConfig::persist_when_idle`]).
+pub const IDLE_PERSIST_FRACTION: usize = 8;
+
 /// Where the catalog lives in the object store.
 pub const CATALOG_PATH: &str = "_catalog/catalog.json";
 
@@ -56,6 +60,11 @@ pub struct EngineConfig {
     pub persist_buffer_bytes: usize,
     /// Persist buffered data at the latest this long after its first write.
     pub persist_max_age: Duration,
+    /// Persist once no write has come for this long and the buffer holds at least
+    /// [`IDLE_PERSIST_FRACTION`] of `persist_buffer_bytes` (`Duration::ZERO`: never): a
+    /// bulk load's last rows leave memory soon after it ends instead of waiting
+    /// `persist_max_age`, while a trickle of writes still makes few, large files.
+    pub persist_when_idle: Duration,
     /// How often files older than their database's retention period are looked for.
     pub retention_check_interval: Duration,
     /// Background merging of small files.
@@ -477,15 +486,35 @@ impl Engine {
     /// generation is released from the buffer in the same critical section that adds its
     /// files to the catalog.
     pub fn table_snapshot(&self, database: &str, table: &str) -> Result<Option<TableSnapshot>> {
+        self.table_snapshot_of(database, table, None)
+    }
+
+    /// [`Engine::table_snapshot`] with only the buffered rows whose tag `only.0` is one of
+    /// `only.1` (a query filtered on that tag needs no others), taken through the
+    /// buffer's index of that tag: the work follows the rows taken, not the rows buffered.
+    pub fn table_snapshot_of(
+        &self,
+        database: &str,
+        table: &str,
+        only: Option<(&str, &[String])>,
+    ) -> Result<Option<TableSnapshot>> {
         let buffer = self.buffer.read();
         let catalog = self.catalog.snapshot();
         let Some(def) = catalog.table(database, table) else {
             return Ok(None);
         };
         let (mut buffered, buffered_may_have_duplicates) =
-            buffer.table_batches(database, table, &def.schema.arrow_schema())?;
+            buffer.table_rows(database, table, &def.schema.arrow_schema(), only)?;
         let buffer_sequence = buffer.max_sequence();
-        let extent = buffer.table_extent(database, table);
+        let extent = match only {
+            None => buffer.table_extent(database, table),
+            // The rows taken are few: their range is read from them.
+            Some(_) => buffered
+                .iter()
+                .filter_map(time_range)
+                .map(|(lo, hi)| (0, lo, hi))
+                .reduce(|(_, lo1, hi1), (_, lo2, hi2)| (0, lo1.min(lo2), hi1.max(hi2))),
+        };
         let buffer_min_time = extent.map(|(_, lo, _)| lo);
         // Only a file the buffer overlaps in time needs telling apart from it.
         let overlapped_tag = extent.and_then(|(_, lo, hi)| {
@@ -494,10 +523,18 @@ impl Engine {
                 .filter(|f| f.min_time <= hi && f.max_time >= lo)
                 .find_map(|f| Some(self.layout_of(&f.path)?.index?.tag().to_string()))
         });
-        let buffered_tag_times = match overlapped_tag {
+        let mut buffered_tag_times = match overlapped_tag {
             Some(tag) => buffer.table_tag_times(database, table, &tag)?,
             None => None,
         };
+        // Values of the tag not taken are not in the rows.
+        if let (Some(times), Some((tag, values))) = (&mut buffered_tag_times, only)
+            && times.tag == tag
+        {
+            Arc::make_mut(times)
+                .times
+                .retain(|value, _| value.as_ref().is_some_and(|v| values.contains(v)));
+        }
         drop(buffer);
         let mut files = def.files.clone();
         let retention_cutoff = catalog
@@ -534,15 +571,29 @@ impl Engine {
     /// A table's persisted files (from the catalog) and its buffered row count and time
     /// range, without reading any batch: for estimates made before planning.
     pub fn table_extent(&self, database: &str, table: &str) -> Option<TableExtent> {
+        self.table_extent_of(database, table, None).ok().flatten()
+    }
+
+    /// [`Engine::table_extent`] counting only the buffered rows whose tag `only.0` is one
+    /// of `only.1` (see [`Engine::table_snapshot_of`]).
+    pub fn table_extent_of(
+        &self,
+        database: &str,
+        table: &str,
+        only: Option<(&str, &[String])>,
+    ) -> Result<Option<TableExtent>> {
         let catalog = self.catalog.snapshot();
-        let def = catalog.table(database, table)?;
-        Some(TableExtent {
+        let Some(def) = catalog.table(database, table) else {
+            return Ok(None);
+        };
+        let buffered = self.buffer.read().table_extent_of(database, table, only)?;
+        Ok(Some(TableExtent {
             files: def.files.clone(),
-            buffered: self.buffer.read().table_extent(database, table),
+            buffered,
             retention_cutoff: catalog
                 .database(database)
                 .and_then(|db| db.retention_cutoff(now_nanos())),
-        })
+        }))
     }
 
     /// Bytes held by the write buffer (all generations).
@@ -1199,12 +1250,21 @@ async fn persister_loop(engine: std::sync::Weak<Engine>, wakeup: Arc<Notify>) {
         let Some(engine) = engine.upgrade() else {
             return;
         };
-        let (bytes, age) = {
+        let (bytes, age, idle) = {
             let buffer = engine.buffer.read();
-            (buffer.active_bytes(), buffer.active_age())
+            (
+                buffer.active_bytes(),
+                buffer.active_age(),
+                buffer.active_idle(),
+            )
         };
-        let due = bytes >= engine.config.persist_buffer_bytes
-            || age.is_some_and(|a| a >= engine.config.persist_max_age);
+        let config = &engine.config;
+        let idle_enough = !config.persist_when_idle.is_zero()
+            && idle.is_some_and(|i| i >= config.persist_when_idle)
+            && bytes >= config.persist_buffer_bytes / IDLE_PERSIST_FRACTION;
+        let due = bytes >= config.persist_buffer_bytes
+            || age.is_some_and(|a| a >= config.persist_max_age)
+            || idle_enough;
         if retention_checked.elapsed() >= engine.config.retention_check_interval {
             retention_checked = std::time::Instant::now();
             if let Err(e) = engine.enforce_retention().await {
@@ -1231,6 +1291,7 @@ mod tests {
             wal_flush_interval: Duration::ZERO,
             persist_buffer_bytes: usize::MAX,
             persist_max_age: Duration::from_secs(3600),
+            persist_when_idle: Duration::ZERO,
             retention_check_interval: Duration::from_secs(3600),
             compaction: crate::CompactionConfig::default(),
             write_limits: WriteLimits::DEFAULT,

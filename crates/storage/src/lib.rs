@@ -8,7 +8,8 @@
 //! files into large ones), [`engine`] (the threads
 //! and tasks that run all of this, and recovery at start-up). [`series_index`] says where
 //! each series is in a file (written in its footer), [`file_cache`] keeps what the engine
-//! knows of each file, [`shard`] names the shard every point is routed to.
+//! knows of each file, [`shard`] names the shard every point is routed to; [`tag_times`] and
+//! [`tag_rows`] index the buffer per tag value (time ranges, row positions) for queries.
 
 pub mod backup;
 pub mod buffer;
@@ -20,6 +21,7 @@ pub mod persist;
 pub mod record;
 pub mod series_index;
 pub mod shard;
+pub mod tag_rows;
 pub mod tag_times;
 pub mod wal;
 pub mod write_batch;

@@ -274,3 +274,50 @@ async fn a_field_written_twice_in_one_line_keeps_the_last_value() {
     let values: Vec<f64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(values, vec![2.0, 5.0]);
 }
+
+/// Persisted rows and file count of table `m`, from `system.tables`.
+async fn persisted(client: &tokio_postgres::Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT CAST(persisted_rows AS BIGINT), CAST(file_count AS BIGINT) \
+             FROM system.tables WHERE table_name = 'm'",
+            &[],
+        )
+        .await
+        .expect("system.tables");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_paused_load_is_persisted_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = [
+        "--buffer-size",
+        "1MiB",
+        "--persist-interval",
+        "1h",
+        "--persist-when-idle",
+        "1s",
+    ];
+    let server = TestServer::start_with(dir.path(), &flags);
+    let client = server.pg("db").await;
+    // A few rows, far below an eighth of the buffer size, stay buffered while idle.
+    server.write("db", "m,host=a v=1 1\nm,host=b v=2 1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(persisted(&client).await, (0, 0));
+    // The end of a bulk load: more than an eighth, then no writes.
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| format!("m,host=h{} v={i} {}", i % 50, 1_000_000_000 + i))
+        .collect();
+    server.write("db", &lines.join("\n")).await;
+    let mut now = persisted(&client).await;
+    for _ in 0..100 {
+        if now.0 == 20_002 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        now = persisted(&client).await;
+    }
+    assert_eq!(now.0, 20_002, "rows in files: {now:?}");
+    assert_eq!(count(&server, "db", "m").await, 20_002);
+}
