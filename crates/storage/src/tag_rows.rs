@@ -237,7 +237,9 @@ mod tests {
         );
         let cache = TagRowsCache::default();
         let a = vec!["a".to_string()];
-        let got = cache.select(&[first.clone()], "host", &a).expect("rows");
+        let got = cache
+            .select(std::slice::from_ref(&first), "host", &a)
+            .expect("rows");
         assert_eq!(times(&got), vec![1, 4]);
         // Rows written since are folded in; several values keep the rows' order.
         let batches = [first.clone(), second.clone()];
@@ -257,7 +259,9 @@ mod tests {
             ],
         )
         .expect("concat");
-        let got = cache.select(&[merged.clone()], "host", &ab).expect("rows");
+        let got = cache
+            .select(std::slice::from_ref(&merged), "host", &ab)
+            .expect("rows");
         assert_eq!(times(&got), vec![1, 2, 4, 5, 7]);
         assert_eq!(cache.count(&[merged], "host", &ab).expect("count"), 5);
         // A tag the rows lack selects nothing.
