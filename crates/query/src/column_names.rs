@@ -176,7 +176,45 @@ pub fn postgres_column_names(plan: &LogicalPlan) -> Option<Vec<String>> {
 /// name; with the alias, `ORDER BY time` means the output column, as in PostgreSQL. The
 /// front end plans the rewritten statement only after the original failed that way.
 pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
-    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
+
+    rewrite_select_list(sql, |_, item| {
+        let SelectItem::UnnamedExpr(SqlExpr::Cast { expr, .. }) = item else {
+            return false;
+        };
+        let column = match expr.as_ref() {
+            SqlExpr::Identifier(ident) => ident.value.clone(),
+            SqlExpr::CompoundIdentifier(parts) => match parts.last() {
+                Some(ident) => ident.value.clone(),
+                None => return false,
+            },
+            _ => return false,
+        };
+        alias_item(item, column);
+        true
+    })
+}
+
+/// Gives the unnamed expression `item` the alias `name`.
+fn alias_item(item: &mut datafusion::sql::sqlparser::ast::SelectItem, name: String) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+    if let SelectItem::UnnamedExpr(expr) =
+        std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+    {
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: Ident::with_quote('"', name),
+        };
+    }
+}
+
+/// `sql` with its select list changed by `change` (given each item and its position, true
+/// when it changed it), if it is a single `SELECT` and some item changed; else `None`.
+fn rewrite_select_list(
+    sql: &str,
+    mut change: impl FnMut(usize, &mut datafusion::sql::sqlparser::ast::SelectItem) -> bool,
+) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
@@ -188,27 +226,8 @@ pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
         return None;
     };
     let mut changed = false;
-    for item in select.projection.iter_mut() {
-        let SelectItem::UnnamedExpr(SqlExpr::Cast { expr, .. }) = item else {
-            continue;
-        };
-        let column = match expr.as_ref() {
-            SqlExpr::Identifier(ident) => ident.value.clone(),
-            SqlExpr::CompoundIdentifier(parts) => match parts.last() {
-                Some(ident) => ident.value.clone(),
-                None => continue,
-            },
-            _ => continue,
-        };
-        if let SelectItem::UnnamedExpr(cast) =
-            std::mem::replace(item, SelectItem::Wildcard(Default::default()))
-        {
-            *item = SelectItem::ExprWithAlias {
-                expr: cast,
-                alias: Ident::with_quote('"', column),
-            };
-            changed = true;
-        }
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        changed |= change(position, item);
     }
     changed.then(|| statements[0].to_string())
 }
@@ -219,9 +238,7 @@ pub fn alias_casts_of_columns(sql: &str) -> Option<String> {
 /// `overlay` calls, named after those; only the statement's text still tells which was
 /// written, so the front end aliases them before planning.
 pub fn alias_special_syntax(sql: &str) -> Option<String> {
-    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, SelectItem, SetExpr, Statement};
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
 
     let lower = sql.to_ascii_lowercase();
     if !["extract", "substring", "position", "overlay"]
@@ -230,17 +247,9 @@ pub fn alias_special_syntax(sql: &str) -> Option<String> {
     {
         return None;
     }
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let [Statement::Query(query)] = statements.as_mut_slice() else {
-        return None;
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return None;
-    };
-    let mut changed = false;
-    for item in select.projection.iter_mut() {
+    rewrite_select_list(sql, |_, item| {
         let SelectItem::UnnamedExpr(expr) = item else {
-            continue;
+            return false;
         };
         let name = match expr {
             SqlExpr::Extract { .. } => "extract",
@@ -250,19 +259,11 @@ pub fn alias_special_syntax(sql: &str) -> Option<String> {
             } => "substring",
             SqlExpr::Position { .. } => "position",
             SqlExpr::Overlay { .. } => "overlay",
-            _ => continue,
+            _ => return false,
         };
-        if let SelectItem::UnnamedExpr(expr) =
-            std::mem::replace(item, SelectItem::Wildcard(Default::default()))
-        {
-            *item = SelectItem::ExprWithAlias {
-                expr,
-                alias: Ident::with_quote('"', name),
-            };
-            changed = true;
-        }
-    }
-    changed.then(|| statements[0].to_string())
+        alias_item(item, name.to_string());
+        true
+    })
 }
 
 /// Separates the PostgreSQL name of an output from the position that makes it unique in
@@ -276,43 +277,21 @@ const DUPLICATE_MARK: char = '\u{1f}';
 /// client the name before the mark, so both columns are named as in PostgreSQL. The front
 /// end plans the rewritten statement only after the original failed that way.
 pub fn alias_duplicate_names(sql: &str) -> Option<String> {
-    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
 
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let [Statement::Query(query)] = statements.as_mut_slice() else {
-        return None;
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return None;
-    };
-    let mut changed = false;
-    for (position, item) in select.projection.iter_mut().enumerate() {
-        let taken = std::mem::replace(item, SelectItem::Wildcard(Default::default()));
-        *item = match taken {
-            SelectItem::UnnamedExpr(expr) => {
-                let name = sql_output_name(&expr);
-                changed = true;
-                SelectItem::ExprWithAlias {
-                    expr,
-                    alias: Ident::with_quote('"', format!("{name}{DUPLICATE_MARK}{position}")),
-                }
+    rewrite_select_list(sql, |position, item| {
+        let name = match item {
+            SelectItem::UnnamedExpr(expr) => sql_output_name(expr),
+            SelectItem::ExprWithAlias { alias, .. } => {
+                *alias =
+                    Ident::with_quote('"', format!("{}{DUPLICATE_MARK}{position}", alias.value));
+                return true;
             }
-            SelectItem::ExprWithAlias { expr, alias } => {
-                changed = true;
-                SelectItem::ExprWithAlias {
-                    expr,
-                    alias: Ident::with_quote(
-                        '"',
-                        format!("{}{DUPLICATE_MARK}{position}", alias.value),
-                    ),
-                }
-            }
-            other => other,
+            _ => return false,
         };
-    }
-    changed.then(|| statements[0].to_string())
+        alias_item(item, format!("{name}{DUPLICATE_MARK}{position}"));
+        true
+    })
 }
 
 /// PostgreSQL's name (`FigureColname`) for a select-list expression as written.

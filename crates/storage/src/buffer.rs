@@ -257,6 +257,14 @@ impl WriteBuffer {
         self.persisting.retain(|(g, _)| *g != id);
     }
 
+    /// Every generation, oldest first: those being persisted, then the active one.
+    fn generations(&self) -> impl Iterator<Item = &Generation> {
+        self.persisting
+            .iter()
+            .map(|(_, g)| g.as_ref())
+            .chain(std::iter::once(&self.active))
+    }
+
     /// The buffered batches of a table, oldest first, aligned to `schema`, and whether
     /// they may hold a point twice (always assumed while a generation is being persisted,
     /// since key sets are per generation).
@@ -283,12 +291,7 @@ impl WriteBuffer {
         let mut out = Vec::new();
         let mut generations_with_rows = 0;
         let mut may_have_duplicates = false;
-        let generations = self
-            .persisting
-            .iter()
-            .map(|(_, g)| g.as_ref())
-            .chain(std::iter::once(&self.active));
-        for generation in generations {
+        for generation in self.generations() {
             if let Some(buffer) = generation.tables.get(&key) {
                 generations_with_rows += 1;
                 may_have_duplicates |= buffer.may_have_duplicates;
@@ -318,12 +321,7 @@ impl WriteBuffer {
     ) -> Result<Option<Arc<TagTimes>>> {
         let key = (database.to_string(), table.to_string());
         let mut out: Option<Arc<TagTimes>> = None;
-        let generations = self
-            .persisting
-            .iter()
-            .map(|(_, g)| g.as_ref())
-            .chain(std::iter::once(&self.active));
-        for buffer in generations.filter_map(|g| g.tables.get(&key)) {
+        for buffer in self.generations().filter_map(|g| g.tables.get(&key)) {
             let times = buffer.tag_times.get(&buffer.batches, tag)?;
             match &mut out {
                 Some(out) => Arc::make_mut(out).extend(&times),
@@ -337,10 +335,7 @@ impl WriteBuffer {
     /// from counters: no batch is read.
     pub fn table_extent(&self, database: &str, table: &str) -> Option<(usize, i64, i64)> {
         let key = (database.to_string(), table.to_string());
-        self.persisting
-            .iter()
-            .map(|(_, g)| g.as_ref())
-            .chain(std::iter::once(&self.active))
+        self.generations()
             .filter_map(|g| g.tables.get(&key))
             .map(|b| (b.rows, b.min_time, b.max_time))
             .reduce(|(r1, lo1, hi1), (r2, lo2, hi2)| (r1 + r2, lo1.min(lo2), hi1.max(hi2)))
@@ -359,12 +354,7 @@ impl WriteBuffer {
         };
         let key = (database.to_string(), table.to_string());
         let mut extent: Option<(usize, i64, i64)> = None;
-        let generations = self
-            .persisting
-            .iter()
-            .map(|(_, g)| g.as_ref())
-            .chain(std::iter::once(&self.active));
-        for buffer in generations.filter_map(|g| g.tables.get(&key)) {
+        for buffer in self.generations().filter_map(|g| g.tables.get(&key)) {
             let rows = buffer.tag_rows.count(&buffer.batches, tag, values)?;
             let (lo, hi) = (buffer.min_time, buffer.max_time);
             extent = Some(match extent {
@@ -377,12 +367,8 @@ impl WriteBuffer {
 
     /// Names of the tables with buffered data in `database`.
     pub fn table_names(&self, database: &str) -> Vec<String> {
-        let generations = self
-            .persisting
-            .iter()
-            .map(|(_, g)| g.as_ref())
-            .chain(std::iter::once(&self.active));
-        let mut names: Vec<String> = generations
+        let mut names: Vec<String> = self
+            .generations()
             .flat_map(|g| g.tables.keys())
             .filter(|(db, _)| db == database)
             .map(|(_, t)| t.clone())
