@@ -187,30 +187,9 @@ fn take_rows(batches: &[RecordBatch], positions: &[u32]) -> Result<Vec<RecordBat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{
-        ArrayRef, StringArray, StringDictionaryBuilder, TimestampNanosecondArray,
-    };
-    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use crate::tag_times::tests::batch;
+    use datafusion::arrow::array::{StringArray, StringDictionaryBuilder};
     use std::sync::Arc;
-
-    fn batch(hosts: ArrayRef, times: &[i64]) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
-            Field::new("host", hosts.data_type().clone(), true),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(TimestampNanosecondArray::from(times.to_vec())),
-                hosts,
-            ],
-        )
-        .expect("batch")
-    }
 
     fn times(batches: &[RecordBatch]) -> Vec<i64> {
         batches

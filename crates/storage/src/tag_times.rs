@@ -150,14 +150,15 @@ fn min_max(times: impl Iterator<Item = i64>) -> (i64, i64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use datafusion::arrow::array::{
         ArrayRef, StringArray, StringDictionaryBuilder, TimestampNanosecondArray,
     };
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
 
-    fn batch(hosts: ArrayRef, times: &[i64]) -> RecordBatch {
+    /// A batch of `time` and a `host` tag (of any string type), as buffered.
+    pub(crate) fn batch(hosts: ArrayRef, times: &[i64]) -> RecordBatch {
         let schema = Schema::new(vec![
             Field::new(
                 "time",
